@@ -74,6 +74,23 @@ function checkOptionKeys(factory, options, known) {
   return issues;
 }
 
+/** Wrong option types that the reference silently mangled (E105 "must be ..., got ..."). */
+function checkOptionTypes(context, options, expectations) {
+  const issues = [];
+  if (!isPlainObject(options)) return issues;
+  for (const [key, expected, test] of expectations) {
+    const value = options[key];
+    if (value === undefined || test(value)) continue;
+    issues.push({ message: `${context}: ${key} must be ${expected}, got ${describeType(value)}` });
+  }
+  return issues;
+}
+
+const isStringArray = (v) => Array.isArray(v) && v.every(isString);
+const isDuration = (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const PATHS_TYPE = ['paths', 'an array of strings', isStringArray];
+const TIMEOUT_TYPE = ['timeout', 'a number of milliseconds', isDuration];
+
 function closestName(key, candidates) {
   let best = null;
   let bestDistance = Infinity;
@@ -123,8 +140,10 @@ function parseFrame(text) {
 /**
  * The innermost stack frame outside the SDK (files named `kici:...`), mapped through the
  * host to a position in the original `.ts`. Null when unknown (e.g. no host at run time).
+ * `factory` (e.g. 'step') is passed on as a hint: QuickJS attributes a call to the last
+ * source position evaluated before it, which may be an identifier inside the arguments.
  */
-function callSite() {
+function callSite(factory) {
   const host = globalThis.__kici_host;
   if (!host || !isFunction(host.location)) return null;
   const stack = String(new Error().stack || '');
@@ -132,7 +151,7 @@ function callSite() {
     const frame = parseFrame(line);
     if (!frame) continue;
     if (frame.file.startsWith('kici:') || frame.file.startsWith('node:')) continue;
-    const mapped = host.location(frame.file, frame.line, frame.column);
+    const mapped = host.location(frame.file, frame.line, frame.column, factory);
     if (!mapped) return null;
     return { file: mapped.file, line: mapped.line, column: mapped.column };
   }
@@ -242,7 +261,7 @@ function makeRule(kind, label, check) {
   if (check !== undefined && !isFunction(check)) fail(`${kind}('${label}'): check must be a function`);
   if (kind === 'skip' && check === undefined) fail(`skip('${label}') requires a check function`);
   const rule = Object.freeze(compact({ _tag: 'Rule', kind, label, check }));
-  const site = callSite();
+  const site = callSite(kind);
   if (site) ruleCallSites.set(rule, site);
   return rule;
 }
@@ -366,7 +385,7 @@ export function step(first, second) {
   } else {
     fail('step() requires a name, a run function or an options object');
   }
-  return makeStep(name, options, callSite());
+  return makeStep(name, options, callSite('step'));
 }
 
 function makeStep(name, options, site) {
@@ -378,7 +397,14 @@ function makeStep(name, options, site) {
   if (isPlainObject(options.approval) && options.approval.when === 'drift' && options.check === undefined) {
     fail('approval.when "drift" requires a check facet');
   }
-  const issues = checkOptionKeys(label, options, STEP_OPTIONS);
+  const issues = [
+    ...checkOptionKeys(label, options, STEP_OPTIONS),
+    ...checkOptionTypes(label, options, [
+      TIMEOUT_TYPE,
+      ['retry', 'a number or { maxAttempts, ... }', (v) => Number.isInteger(v) || (isPlainObject(v) && Number.isInteger(v.maxAttempts))],
+      ['continueOnError', 'a boolean', (v) => typeof v === 'boolean'],
+    ]),
+  ];
   const stepObject = {
     _tag: 'Step',
     ...compact({ ...options, name }),
@@ -530,7 +556,14 @@ export function job(first, second) {
   // Validate step inputs now so a bad entry fails at module load like the other factory errors.
   planSteps(steps);
 
-  const issues = checkOptionKeys(label, options, JOB_OPTIONS);
+  const issues = [
+    ...checkOptionKeys(label, options, JOB_OPTIONS),
+    ...checkOptionTypes(label, options, [
+      TIMEOUT_TYPE,
+      ['matrix', 'an array of strings, an object of arrays or a function', (v) => isFunction(v) || Array.isArray(v) || (isPlainObject(v) && Object.values(v).every(Array.isArray))],
+      ['needs', 'an array', Array.isArray],
+    ]),
+  ];
   const { run: _run, name: _name, ...rest } = options;
   const jobObject = {
     _tag: 'Job',
@@ -540,8 +573,6 @@ export function job(first, second) {
     needs: freezeArray(options.needs ?? []),
   };
   if (options.run !== undefined) jobObject.run = options.run;
-  // `environments` without a concurrency group serialise on their first environment
-  // (reference behaviour, visible in the lock as `concurrencyGroup`).
   if (name === undefined) {
     unnamedJobCounter += 1;
     jobObject.name = `<unnamed job #${unnamedJobCounter}>`;
@@ -674,7 +705,10 @@ export function workflow(name, options) {
     if (!ok) fail(`workflow('${name}'): jobs must contain job() results or dynamic job generators`);
   }
 
-  const issues = checkOptionKeys(`workflow('${name}')`, options, WORKFLOW_OPTIONS);
+  const issues = [
+    ...checkOptionKeys(`workflow('${name}')`, options, WORKFLOW_OPTIONS),
+    ...checkOptionTypes(`workflow('${name}')`, options, [TIMEOUT_TYPE]),
+  ];
   const on = options.on === undefined ? undefined : freezeArray([].concat(options.on));
   const { name: _ignored, ...rest } = options;
   const workflowObject = Object.freeze({
@@ -739,7 +773,10 @@ function triggerFactory(kind, known, validate) {
     const opts = options ?? {};
     if (!isPlainObject(opts)) fail(`${kind}() requires an options object`);
     if (validate) validate(opts);
-    const issues = checkOptionKeys(`${kind}()`, opts, known);
+    const issues = [
+      ...checkOptionKeys(`${kind}()`, opts, known),
+      ...checkOptionTypes(`${kind}()`, opts, known.includes('paths') ? [PATHS_TYPE] : []),
+    ];
     const tag = `${kind[0].toUpperCase()}${kind.slice(1)}Trigger`;
     return recordIssues(Object.freeze({ _tag: tag, ...compact(opts) }), issues);
   };
@@ -1283,7 +1320,7 @@ export function waitForStep(name, options) {
       run: (ctx) =>
         waitFor({ check: () => check(ctx), intervalMs, timeoutMs, initialDelayMs, onSuccess: onDone, onTimeout, swallowErrors, name, log: ctx.log }),
     },
-    callSite(),
+    callSite('step'),
   );
 }
 
@@ -1313,7 +1350,7 @@ export function idempotentStep(name, options) {
           log: ctx.log,
         }),
     },
-    callSite(),
+    callSite('step'),
   );
 }
 
@@ -1334,7 +1371,7 @@ export function checkStep(name, options) {
         return apply(ctx, drift);
       },
     },
-    callSite(),
+    callSite('step'),
   );
 }
 

@@ -50,6 +50,8 @@ pub struct LoweredWorkflow {
     pub hash_files: Option<Vec<String>>,
     /// `[kici] ...` warnings produced while lowering.
     pub warnings: Vec<String>,
+    /// Configuration errors the SDK found while lowering, as (code, message): E105.
+    pub errors: Vec<(String, String)>,
 }
 
 /// Everything the compiler needs from one entry file.
@@ -87,7 +89,10 @@ impl Evaluator {
             git_root: options.git_root.clone(),
             ..Registry::default()
         }));
-        runtime.set_loader(WorkflowResolver(registry.clone()), WorkflowLoader(registry.clone()));
+        runtime.set_loader(
+            WorkflowResolver(registry.clone()),
+            WorkflowLoader(registry.clone()),
+        );
         let deadline: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
         let interrupt_deadline = deadline.clone();
         runtime.set_interrupt_handler(Some(Box::new(move || {
@@ -112,7 +117,12 @@ impl Evaluator {
     /// Loads `.kici/workflows/<file>` (path relative to the git root), collects its workflow
     /// exports and lowers each of them.
     pub fn load_workflow_file(&self, relative: &str) -> Result<LoadedFile, LoadError> {
-        let absolute = self.options.git_root.join(relative).to_string_lossy().into_owned();
+        let absolute = self
+            .options
+            .git_root
+            .join(relative)
+            .to_string_lossy()
+            .into_owned();
         self.set_deadline(Some(Instant::now() + self.options.load_timeout));
         let result = self.context.with(|ctx| -> Result<LoadedFile, LoadError> {
             let namespace: Object = Module::import(&ctx, absolute.clone())
@@ -124,10 +134,12 @@ impl Evaluator {
             let lowered = self
                 .lower_all(&ctx, &compile, namespace, relative)
                 .map_err(|e| self.load_error(&ctx, e, LoadErrorKind::Lowering))?;
+            let import_closure = modules::lock(&self.registry).import_closure(&absolute);
+            let messages = self.drain_messages();
             Ok(LoadedFile {
                 workflows: lowered,
-                import_closure: modules::lock(&self.registry).import_closure(&absolute),
-                messages: self.drain_messages(),
+                import_closure,
+                messages,
             })
         });
         self.set_deadline(None);
@@ -155,17 +167,34 @@ impl Evaluator {
             source.set("export", export.as_str())?;
             let result: Object = lower.call((workflow.clone(), source))?;
             let lock_value: Value = result.get("workflow")?;
-            let warnings: Vec<String> = result.get::<_, Option<Vec<String>>>("warnings")?.unwrap_or_default();
+            let warnings: Vec<String> = result
+                .get::<_, Option<Vec<String>>>("warnings")?
+                .unwrap_or_default();
             let hash_files: Option<Vec<String>> = hash_files_of.call((workflow,))?;
+            let mut errors = Vec::new();
+            if let Some(found) = result.get::<_, Option<Vec<Object>>>("diagnostics")? {
+                for diagnostic in found {
+                    errors.push((diagnostic.get("code")?, diagnostic.get("message")?));
+                }
+            }
             let json = ctx
                 .json_stringify(lock_value)?
                 .map(|s| s.to_string())
                 .transpose()?
                 .unwrap_or_else(|| "null".to_string());
             let lock = serde_json::from_str(&json).map_err(|e| {
-                rquickjs::Exception::throw_internal(ctx, &format!("lowered workflow is not JSON: {e}"))
+                rquickjs::Exception::throw_internal(
+                    ctx,
+                    &format!("lowered workflow is not JSON: {e}"),
+                )
             })?;
-            lowered.push(LoweredWorkflow { export, lock, hash_files, warnings });
+            lowered.push(LoweredWorkflow {
+                export,
+                lock,
+                hash_files,
+                warnings,
+                errors,
+            });
         }
         Ok(lowered)
     }
@@ -177,7 +206,10 @@ impl Evaluator {
     }
 
     fn deadline_passed(&self) -> bool {
-        self.deadline.lock().map(|d| d.is_some_and(|d| Instant::now() >= d)).unwrap_or(false)
+        self.deadline
+            .lock()
+            .map(|d| d.is_some_and(|d| Instant::now() >= d))
+            .unwrap_or(false)
     }
 
     fn drain_messages(&self) -> Vec<String> {
@@ -194,7 +226,11 @@ impl Evaluator {
         if let Some(failure) = modules::lock(&self.registry).failure.take() {
             return failure;
         }
-        let thrown = if matches!(error, JsError::Exception) { Some(ctx.catch()) } else { None };
+        let thrown = if matches!(error, JsError::Exception) {
+            Some(ctx.catch())
+        } else {
+            None
+        };
         let timeout = self.deadline_passed();
         let (message, stack) = match &thrown {
             Some(value) => describe_thrown(value),
@@ -232,8 +268,15 @@ impl Evaluator {
         }
         let registry = modules::lock(&self.registry);
         let mapped_stack = stack.as_deref().map(|s| map_stack(&registry, s));
-        let position = stack.as_deref().and_then(|s| first_user_frame(&registry, s));
-        LoadError { kind: default_kind, message, position, stack: mapped_stack }
+        let position = stack
+            .as_deref()
+            .and_then(|s| first_user_frame(&registry, s));
+        LoadError {
+            kind: default_kind,
+            message,
+            position,
+            stack: mapped_stack,
+        }
     }
 
     fn install_host(&self) -> rquickjs::Result<()> {
@@ -284,16 +327,25 @@ fn describe_thrown(value: &Value<'_>) -> (String, Option<String>) {
 
 /// Maps a stack position (the module's absolute path as QuickJS names it, stripped-code
 /// position) to the callee token in the original source.
-fn locate(registry: &Registry, file: &str, generated: Position) -> Option<SourcePosition> {
+fn locate(
+    registry: &Registry,
+    file: &str,
+    generated: Position,
+    hint: Option<&str>,
+) -> Option<SourcePosition> {
     let module = registry.modules.get(file)?;
     let position = match &module.stripped {
         Some(stripped) => {
             let original = stripped.original_position(generated)?;
-            stripped.callee_at(original)
+            stripped.callee_at(original, hint)
         }
         None => generated,
     };
-    Some(SourcePosition { file: module.relative.clone(), line: position.line, column: position.column })
+    Some(SourcePosition {
+        file: module.relative.clone(),
+        line: position.line,
+        column: position.column,
+    })
 }
 
 /// `    at name (file:line:col)` or `    at file:line:col` → (file, position).
@@ -314,7 +366,7 @@ fn first_user_frame(registry: &Registry, stack: &str) -> Option<SourcePosition> 
     stack
         .lines()
         .filter_map(parse_frame)
-        .find_map(|(file, position)| locate(registry, file, position))
+        .find_map(|(file, position)| locate(registry, file, position, None))
 }
 
 /// Rewrites every frame that points into a user module to its original `.ts` position and
@@ -323,8 +375,11 @@ fn map_stack(registry: &Registry, stack: &str) -> String {
     stack
         .lines()
         .filter_map(|line| match parse_frame(line) {
-            Some((file, position)) => match locate(registry, file, position) {
-                Some(p) => Some(line.replace(&format!("{file}:{}:{}", position.line, position.column), &p.to_string())),
+            Some((file, position)) => match locate(registry, file, position, None) {
+                Some(p) => Some(line.replace(
+                    &format!("{file}:{}:{}", position.line, position.column),
+                    &p.to_string(),
+                )),
                 None if file.starts_with("kici:") || file.starts_with("node:") => None,
                 None => Some(line.to_string()),
             },
@@ -341,9 +396,19 @@ fn install_host<'js>(ctx: &Ctx<'js>, evaluator: &Evaluator) -> rquickjs::Result<
         "location",
         Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>, file: String, line: u32, column: u32| -> rquickjs::Result<Value<'js>> {
+            move |ctx: Ctx<'js>,
+                  file: String,
+                  line: u32,
+                  column: u32,
+                  hint: rquickjs::prelude::Opt<String>|
+                  -> rquickjs::Result<Value<'js>> {
                 let registry = modules::lock(&registry);
-                match locate(&registry, &file, Position { line, column }) {
+                match locate(
+                    &registry,
+                    &file,
+                    Position { line, column },
+                    hint.0.as_deref(),
+                ) {
                     Some(p) => {
                         let o = Object::new(ctx)?;
                         o.set("file", p.file)?;
@@ -358,17 +423,20 @@ fn install_host<'js>(ctx: &Ctx<'js>, evaluator: &Evaluator) -> rquickjs::Result<
     )?;
     host.set(
         "purity",
-        Function::new(ctx.clone(), |ctx: Ctx<'js>, source: String| -> rquickjs::Result<Object<'js>> {
-            let o = Object::new(ctx)?;
-            match purity::check(&source) {
-                Ok(()) => o.set("pure", true)?,
-                Err(reason) => {
-                    o.set("pure", false)?;
-                    o.set("reason", reason)?;
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>, source: String| -> rquickjs::Result<Object<'js>> {
+                let o = Object::new(ctx)?;
+                match purity::check(&source) {
+                    Ok(()) => o.set("pure", true)?,
+                    Err(reason) => {
+                        o.set("pure", false)?;
+                        o.set("reason", reason)?;
+                    }
                 }
-            }
-            Ok(o)
-        })?,
+                Ok(o)
+            },
+        )?,
     )?;
     let console = evaluator.console.clone();
     host.set(
@@ -387,13 +455,16 @@ fn install_host<'js>(ctx: &Ctx<'js>, evaluator: &Evaluator) -> rquickjs::Result<
     let env = evaluator.options.env.clone();
     host.set(
         "env",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>| -> rquickjs::Result<Object<'js>> {
-            let o = Object::new(ctx)?;
-            for (k, v) in &env {
-                o.set(k.as_str(), v.as_str())?;
-            }
-            Ok(o)
-        })?,
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>| -> rquickjs::Result<Object<'js>> {
+                let o = Object::new(ctx)?;
+                for (k, v) in &env {
+                    o.set(k.as_str(), v.as_str())?;
+                }
+                Ok(o)
+            },
+        )?,
     )?;
     let cwd = evaluator.options.git_root.to_string_lossy().into_owned();
     host.set("cwd", Function::new(ctx.clone(), move || cwd.clone())?)?;
@@ -421,13 +492,23 @@ mod tests {
     }
 
     /// Imports `relative` and returns its export `name` as a string.
-    fn export_string(evaluator: &Evaluator, relative: &str, name: &str) -> Result<String, LoadError> {
-        let absolute = evaluator.options.git_root.join(relative).to_string_lossy().into_owned();
+    fn export_string(
+        evaluator: &Evaluator,
+        relative: &str,
+        name: &str,
+    ) -> Result<String, LoadError> {
+        let absolute = evaluator
+            .options
+            .git_root
+            .join(relative)
+            .to_string_lossy()
+            .into_owned();
         evaluator.context.with(|ctx| {
             let ns: Object = Module::import(&ctx, absolute)
                 .and_then(|p: Promise| p.finish())
                 .map_err(|e| evaluator.load_error(&ctx, e, LoadErrorKind::Throw))?;
-            ns.get::<_, String>(name).map_err(|e| evaluator.load_error(&ctx, e, LoadErrorKind::Throw))
+            ns.get::<_, String>(name)
+                .map_err(|e| evaluator.load_error(&ctx, e, LoadErrorKind::Throw))
         })
     }
 
@@ -439,23 +520,39 @@ mod tests {
         let registry = modules::lock(&evaluator.registry);
         let frames: Vec<_> = stack.lines().filter_map(parse_frame).collect();
         let caller = frames.get(1).expect("two frames");
-        let mapped = locate(&registry, caller.0, caller.1).expect("mapped");
-        assert_eq!((mapped.file.as_str(), mapped.line, mapped.column), ("w.ts", 9, 30), "{stack}");
+        let mapped = locate(&registry, caller.0, caller.1, Some("step")).expect("mapped");
+        assert_eq!(
+            (mapped.file.as_str(), mapped.line, mapped.column),
+            ("w.ts", 9, 30),
+            "{stack}"
+        );
     }
 
     #[test]
     fn bare_package_import_is_a_clear_error() {
-        let (_dir, evaluator) = evaluator_for(&[("w.ts", "import _ from 'lodash';\nexport const s = String(_);\n")]);
+        let (_dir, evaluator) = evaluator_for(&[(
+            "w.ts",
+            "import _ from 'lodash';\nexport const s = String(_);\n",
+        )]);
         let error = export_string(&evaluator, "w.ts", "s").expect_err("fails");
         assert_eq!(error.kind, LoadErrorKind::Import);
-        assert!(error.message.contains("Cannot import \"lodash\": npm packages are not supported"), "{error:?}");
+        assert!(
+            error
+                .message
+                .contains("Cannot import \"lodash\": npm packages are not supported"),
+            "{error:?}"
+        );
         assert_eq!(error.position.map(|p| p.file), Some("w.ts".to_string()));
     }
 
     #[test]
     fn endless_loop_at_top_level_times_out() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("w.ts"), "while (true) {}\nexport const s = 'x';\n").expect("write");
+        std::fs::write(
+            dir.path().join("w.ts"),
+            "while (true) {}\nexport const s = 'x';\n",
+        )
+        .expect("write");
         let mut options = EvaluatorOptions::new(dir.path());
         options.load_timeout = Duration::from_millis(200);
         let evaluator = Evaluator::new(options).expect("evaluator");
@@ -476,6 +573,11 @@ mod tests {
         let error = export_string(&evaluator, "w.ts", "s").expect_err("fails");
         assert_eq!(error.kind, LoadErrorKind::Syntax);
         let position = error.position.expect("position");
-        assert_eq!((position.line, position.column), (2, 10), "{}", error.message);
+        assert_eq!(
+            (position.line, position.column),
+            (2, 10),
+            "{}",
+            error.message
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! This crate never opens a socket or a database.
 
 mod evaluator;
+pub mod inline;
 mod modules;
 pub mod purity;
 mod sdk;
@@ -28,7 +29,11 @@ pub struct SourcePosition {
 
 impl SourcePosition {
     pub fn start_of(file: String) -> Self {
-        Self { file, line: 1, column: 1 }
+        Self {
+            file,
+            line: 1,
+            column: 1,
+        }
     }
 }
 

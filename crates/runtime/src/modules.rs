@@ -14,7 +14,7 @@ use rquickjs::{Ctx, Error as JsError, Module};
 
 use crate::shims;
 use crate::strip::{self, Position, Stripped};
-use crate::{sdk, LoadError, LoadErrorKind, SourcePosition};
+use crate::{LoadError, LoadErrorKind, SourcePosition, sdk};
 
 /// Node built-ins for which we ship a shim (sdk.md §19).
 const SHIMMED_BUILTINS: &[&str] = &[
@@ -87,7 +87,9 @@ pub(crate) type SharedRegistry = Arc<Mutex<Registry>>;
 pub(crate) fn lock(registry: &SharedRegistry) -> MutexGuard<'_, Registry> {
     // A panic while holding the lock cannot leave the registry half-updated in a way that
     // matters for error reporting, so a poisoned lock is still usable.
-    registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    registry
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Registry {
@@ -197,14 +199,19 @@ fn resolve(registry: &mut Registry, base: &str, name: &str) -> Result<String, St
         base_dir.join(raw)
     };
     let candidate = normalize(&joined);
-    let importer = registry.modules.get(base).map(|m| m.relative.clone()).unwrap_or_default();
-    let found = find_file(&candidate).ok_or_else(|| {
-        format!("Cannot find module \"{name}\" imported from {importer}")
-    })?;
+    let importer = registry
+        .modules
+        .get(base)
+        .map(|m| m.relative.clone())
+        .unwrap_or_default();
+    let found = find_file(&candidate)
+        .ok_or_else(|| format!("Cannot find module \"{name}\" imported from {importer}"))?;
     if !found.starts_with(&registry.git_root) {
         return Err(format!("Import \"{name}\" resolves outside the repository"));
     }
-    if found.extension().is_none_or(|e| e != candidate.extension().unwrap_or_default())
+    if found
+        .extension()
+        .is_none_or(|e| e != candidate.extension().unwrap_or_default())
         && candidate.extension().is_none()
     {
         registry.warnings.push(format!(
@@ -356,7 +363,11 @@ impl Loader for WorkflowLoader {
         };
         registry.modules.insert(
             name.to_string(),
-            LoadedModule { relative, stripped, imports: BTreeSet::new() },
+            LoadedModule {
+                relative,
+                stripped,
+                imports: BTreeSet::new(),
+            },
         );
         drop(registry);
         Module::declare(ctx.clone(), name, code)

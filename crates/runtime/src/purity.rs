@@ -64,7 +64,9 @@ pub fn check(function_source: &str) -> Result<(), String> {
         Expression::ArrowFunctionExpression(_) | Expression::FunctionExpression(_) => {}
         _ => return Err("not an arrow function or function expression".to_string()),
     }
-    let built = SemanticBuilder::new().with_build_nodes(true).build(&parsed.program);
+    let built = SemanticBuilder::new()
+        .with_build_nodes(true)
+        .build(&parsed.program);
     for node in built.semantic.nodes().iter() {
         let forbidden = match node.kind() {
             AstKind::ThisExpression(_) => Some("uses this"),
@@ -109,7 +111,10 @@ mod tests {
     #[test]
     fn pure_arrow_functions_pass() {
         assert_eq!(check("(e) => e.branch === 'main' ? 'prod' : 'dev'"), Ok(()));
-        assert_eq!(check("({ branch }) => { const x = String(branch); return x; }"), Ok(()));
+        assert_eq!(
+            check("({ branch }) => { const x = String(branch); return x; }"),
+            Ok(())
+        );
         assert_eq!(check("function (e) { return JSON.stringify(e); }"), Ok(()));
     }
 
@@ -119,10 +124,25 @@ mod tests {
             check("() => process.env.X"),
             Err("references unknown identifier 'process'".into())
         );
-        assert_eq!(check("async () => 'x'"), Err("async functions cannot be inlined".into()));
-        assert_eq!(check("(e) => { let a; a = 1; return a; }"), Err("contains assignment".into()));
-        assert_eq!(check("() => new Date().toString()"), Err("contains new".into()));
-        assert_eq!(check("env(e) { return {}; }"), Err("not a function expression".into()));
-        assert_eq!(check("(e) => { let i = 0; i++; return i; }"), Err("contains increment or decrement".into()));
+        assert_eq!(
+            check("async () => 'x'"),
+            Err("async functions cannot be inlined".into())
+        );
+        assert_eq!(
+            check("(e) => { let a; a = 1; return a; }"),
+            Err("contains assignment".into())
+        );
+        assert_eq!(
+            check("() => new Date().toString()"),
+            Err("contains new".into())
+        );
+        assert_eq!(
+            check("env(e) { return {}; }"),
+            Err("not a function expression".into())
+        );
+        assert_eq!(
+            check("(e) => { let i = 0; i++; return i; }"),
+            Err("contains increment or decrement".into())
+        );
     }
 }

@@ -12,28 +12,71 @@ const MEMBERS: &[(&str, &[&str])] = &[
     (
         "fs/promises",
         &[
-            "readFile", "writeFile", "appendFile", "readdir", "mkdir", "stat", "lstat", "rm",
-            "unlink", "rmdir", "access", "copyFile", "rename", "mkdtemp", "realpath", "chmod",
+            "readFile",
+            "writeFile",
+            "appendFile",
+            "readdir",
+            "mkdir",
+            "stat",
+            "lstat",
+            "rm",
+            "unlink",
+            "rmdir",
+            "access",
+            "copyFile",
+            "rename",
+            "mkdtemp",
+            "realpath",
+            "chmod",
         ],
     ),
     (
         "fs",
         &[
-            "readFileSync", "writeFileSync", "appendFileSync", "existsSync", "mkdirSync",
-            "readdirSync", "statSync", "lstatSync", "rmSync", "unlinkSync", "copyFileSync",
-            "renameSync", "chmodSync",
+            "readFileSync",
+            "writeFileSync",
+            "appendFileSync",
+            "existsSync",
+            "mkdirSync",
+            "readdirSync",
+            "statSync",
+            "lstatSync",
+            "rmSync",
+            "unlinkSync",
+            "copyFileSync",
+            "renameSync",
+            "chmodSync",
         ],
     ),
     (
         "os",
         &[
-            "tmpdir", "homedir", "platform", "arch", "cpus", "availableParallelism", "hostname",
-            "type", "release",
+            "tmpdir",
+            "homedir",
+            "platform",
+            "arch",
+            "cpus",
+            "availableParallelism",
+            "hostname",
+            "type",
+            "release",
         ],
     ),
     ("url", &["fileURLToPath", "pathToFileURL"]),
-    ("crypto", &["randomUUID", "randomBytes", "createHash", "createHmac"]),
-    ("timers", &["setTimeout", "clearTimeout", "setInterval", "clearInterval", "setImmediate"]),
+    (
+        "crypto",
+        &["randomUUID", "randomBytes", "createHash", "createHmac"],
+    ),
+    (
+        "timers",
+        &[
+            "setTimeout",
+            "clearTimeout",
+            "setInterval",
+            "clearInterval",
+            "setImmediate",
+        ],
+    ),
     ("timers/promises", &["setTimeout", "setInterval"]),
     ("util", &["format", "inspect", "promisify"]),
     ("buffer", &["Buffer"]),
@@ -43,16 +86,22 @@ const MEMBERS: &[(&str, &[&str])] = &[
 pub(crate) fn module_source(builtin: &str) -> String {
     match builtin {
         "path" | "path/posix" => PATH_JS.to_string(),
-        "process" => "const p = globalThis.process;\nexport default p;\nexport const env = p.env;\n\
+        "process" => {
+            "const p = globalThis.process;\nexport default p;\nexport const env = p.env;\n\
                       export const cwd = p.cwd;\nexport const platform = p.platform;\n\
                       export const arch = p.arch;\nexport const argv = p.argv;\n"
-            .to_string(),
+                .to_string()
+        }
         other => unavailable_module(other),
     }
 }
 
 fn unavailable_module(builtin: &str) -> String {
-    let members = MEMBERS.iter().find(|(name, _)| *name == builtin).map(|(_, m)| *m).unwrap_or(&[]);
+    let members = MEMBERS
+        .iter()
+        .find(|(name, _)| *name == builtin)
+        .map(|(_, m)| *m)
+        .unwrap_or(&[]);
     let mut source = String::from(
         "const unavailable = (name) => function () {\n  throw new TypeError(`${name} is not available while compiling workflows; call it inside a step`);\n};\n",
     );

@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use oxc_allocator::Allocator;
-use oxc_ast::ast::{CallExpression, Expression};
 use oxc_ast::AstKind;
+use oxc_ast::ast::{CallExpression, Expression};
 use oxc_codegen::{Codegen, CodegenOptions};
 use oxc_parser::Parser;
 use oxc_semantic::SemanticBuilder;
@@ -31,6 +31,17 @@ pub struct SyntaxError {
     pub position: Position,
 }
 
+/// A call expression of the original source.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Call {
+    start: Position,
+    end: Position,
+    /// The callee token (`f` in `f()`, `b` in `a.b()`).
+    callee: Position,
+    /// Its name, when the callee is an identifier or a static member.
+    name: Option<String>,
+}
+
 /// The result of stripping one module.
 pub struct Stripped {
     /// The JavaScript that QuickJS evaluates.
@@ -38,14 +49,30 @@ pub struct Stripped {
     /// Generated (0-based line, 0-based column) → original (0-based line, 0-based column),
     /// one sorted list per generated line.
     lines: Vec<Vec<(u32, u32, u32)>>,
-    /// Callee tokens of every call expression in the original file, sorted by call start:
-    /// (call start, call end, callee token position).
-    calls: Vec<(Position, Position, Position)>,
+    /// Every call expression in the original file, sorted by start.
+    calls: Vec<Call>,
 }
 
 /// Strips the types of a `.ts`/`.mts` module (or passes a `.js`/`.mjs` module through oxc so
 /// that syntax errors are reported the same way).
+///
+/// oxc asserts some invariants with panics; the loader calls this from inside QuickJS, where
+/// a panic would abort the process, so a panic becomes a syntax error at the file start.
 pub fn strip(path: &Path, source: &str) -> Result<Stripped, Vec<SyntaxError>> {
+    std::panic::catch_unwind(|| strip_unchecked(path, source)).unwrap_or_else(|payload| {
+        let detail = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown failure".to_string());
+        Err(vec![SyntaxError {
+            message: format!("the TypeScript transform failed: {detail}"),
+            position: Position { line: 1, column: 1 },
+        }])
+    })
+}
+
+fn strip_unchecked(path: &Path, source: &str) -> Result<Stripped, Vec<SyntaxError>> {
     let allocator = Allocator::default();
     let source_type = source_type_for(path);
     let parsed = Parser::new(&allocator, source, source_type).parse();
@@ -57,6 +84,7 @@ pub fn strip(path: &Path, source: &str) -> Result<Stripped, Vec<SyntaxError>> {
     let semantic = SemanticBuilder::new()
         .with_check_syntax_error(true)
         .with_build_nodes(true)
+        .with_enum_eval(true)
         .build(&program);
     if semantic.diagnostics.has_errors() {
         return Err(to_syntax_errors(&index, semantic.diagnostics.iter()));
@@ -82,13 +110,21 @@ pub fn strip(path: &Path, source: &str) -> Result<Stripped, Vec<SyntaxError>> {
             if lines.len() <= line {
                 lines.resize_with(line + 1, Vec::new);
             }
-            lines[line].push((token.get_dst_col(), token.get_src_line(), token.get_src_col()));
+            lines[line].push((
+                token.get_dst_col(),
+                token.get_src_line(),
+                token.get_src_col(),
+            ));
         }
     }
     for line in &mut lines {
         line.sort_unstable();
     }
-    Ok(Stripped { code: generated.code, lines, calls })
+    Ok(Stripped {
+        code: generated.code,
+        lines,
+        calls,
+    })
 }
 
 impl Stripped {
@@ -105,18 +141,33 @@ impl Stripped {
         // Keep the distance from the token when the generated text after it is unchanged
         // (identifiers, property names), so `a.b` lands on `b` and not on `a`.
         let delta = column - token.0.min(column);
-        Some(Position { line: token.1 + 1, column: token.2 + delta + 1 })
+        Some(Position {
+            line: token.1 + 1,
+            column: token.2 + delta + 1,
+        })
     }
 
-    /// The callee token of the innermost call expression that contains `position` (an
-    /// original position), or `position` itself when no call contains it.
-    pub fn callee_at(&self, position: Position) -> Position {
-        self.calls
-            .iter()
-            .filter(|(start, end, _)| *start <= position && position < *end)
-            .min_by_key(|(start, end, _)| span_len(*start, *end))
-            .map(|(_, _, callee)| *callee)
-            .unwrap_or(position)
+    /// The callee token of the call expression that `position` (an original position) belongs
+    /// to. QuickJS attributes a call to the last token it evaluated before the call, which can
+    /// lie inside the arguments (`step('a', { run: rule(...) })`), so when the caller knows
+    /// the callee's name (`hint`), the innermost enclosing call of that name wins; otherwise
+    /// the innermost enclosing call. `position` itself when no call contains it.
+    pub fn callee_at(&self, position: Position, hint: Option<&str>) -> Position {
+        let containing = || {
+            self.calls
+                .iter()
+                .filter(|c| c.start <= position && position < c.end)
+        };
+        let innermost = |calls: &mut dyn Iterator<Item = &Call>| {
+            calls
+                .min_by_key(|c| span_len(c.start, c.end))
+                .map(|c| c.callee)
+        };
+        hint.and_then(|name| {
+            innermost(&mut containing().filter(|c| c.name.as_deref() == Some(name)))
+        })
+        .or_else(|| innermost(&mut containing()))
+        .unwrap_or(position)
     }
 }
 
@@ -133,19 +184,24 @@ fn source_type_for(path: &Path) -> SourceType {
     }
 }
 
-fn collect_calls(
-    index: &LineIndex,
-    semantic: &oxc_semantic::Semantic<'_>,
-) -> Vec<(Position, Position, Position)> {
+fn collect_calls(index: &LineIndex, semantic: &oxc_semantic::Semantic<'_>) -> Vec<Call> {
     let mut calls = Vec::new();
     for node in semantic.nodes().iter() {
         if let AstKind::CallExpression(call) = node.kind() {
             let span = call.span;
-            calls.push((
-                index.position(span.start),
-                index.position(span.end),
-                index.position(callee_token_offset(call)),
-            ));
+            let name = match call.callee.without_parentheses() {
+                Expression::Identifier(id) => Some(id.name.to_string()),
+                Expression::StaticMemberExpression(member) => {
+                    Some(member.property.name.to_string())
+                }
+                _ => None,
+            };
+            calls.push(Call {
+                start: index.position(span.start),
+                end: index.position(span.end),
+                callee: index.position(callee_token_offset(call)),
+                name,
+            });
         }
     }
     calls.sort_unstable();
@@ -155,7 +211,7 @@ fn collect_calls(
 /// For `f(...)` the identifier, for `a.b(...)` the property name `b`, as the reference's call
 /// sites record them.
 fn callee_token_offset(call: &CallExpression<'_>) -> u32 {
-    match &call.callee {
+    match call.callee.without_parentheses() {
         Expression::StaticMemberExpression(member) => member.property.span.start,
         Expression::ComputedMemberExpression(member) => member.expression.span().start,
         Expression::PrivateFieldExpression(member) => member.field.span.start,
@@ -197,11 +253,17 @@ impl<'s> LineIndex<'s> {
 
     pub fn position(&self, offset: u32) -> Position {
         let offset = offset.min(u32::try_from(self.source.len()).unwrap_or(u32::MAX));
-        let line = self.starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let line = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
         let start = self.starts[line] as usize;
         let end = (offset as usize).max(start);
         let text = self.source.get(start..end).unwrap_or("");
         let column = text.encode_utf16().count() as u32;
-        Position { line: line as u32 + 1, column: column + 1 }
+        Position {
+            line: line as u32 + 1,
+            column: column + 1,
+        }
     }
 }

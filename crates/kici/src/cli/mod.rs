@@ -1,0 +1,126 @@
+//! Command-line parsing (clap) and dispatch to one module per subcommand.
+
+mod compile;
+mod hook;
+mod init;
+mod output;
+mod preview;
+mod repo;
+mod watch;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// KiCI: CI/CD pipelines written in TypeScript, run on your own machines.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kici",
+    version,
+    disable_version_flag = true,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Flags every author command understands.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The KiCI directory (default: <git root>/.kici).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kici_dir: Option<std::path::PathBuf>,
+    /// Machine-readable output on stdout; progress and diagnostics go to stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Only the final summary and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Disable colours (also: NO_COLOR).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// Print the version and exit.
+    #[arg(long, short = 'V')]
+    pub version: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Scaffold .kici/ in the current repository.
+    Init(init::InitArgs),
+    /// Compile .kici/workflows/*.ts into .kici/kici.lock.json.
+    Compile(compile::CompileArgs),
+    /// Recompile whenever a workflow or one of its inputs changes.
+    Watch,
+    /// Show which workflows and jobs an event would trigger, and why.
+    Preview(preview::PreviewArgs),
+    /// Install a git pre-commit hook that keeps the lock file compiled.
+    #[command(subcommand)]
+    Hook(hook::HookCommand),
+    /// (Re)write the SDK type declarations under .kici/types/.
+    Types,
+    /// Print the version.
+    Version,
+}
+
+/// Exit codes of spec/cli.md §1.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+}
+
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    if cli.global.version {
+        return ExitCode::from(version(&cli.global));
+    }
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        return ExitCode::from(exit::USAGE);
+    };
+    let code = match command {
+        Command::Init(args) => init::run(&cli.global, &args),
+        Command::Compile(args) => compile::run(&cli.global, &args),
+        Command::Watch => watch::run(&cli.global),
+        Command::Preview(args) => preview::run(&cli.global, &args),
+        Command::Hook(command) => hook::run(&cli.global, &command),
+        Command::Types => init::run_types(&cli.global),
+        Command::Version => version(&cli.global),
+    };
+    ExitCode::from(code)
+}
+
+fn version(global: &GlobalArgs) -> u8 {
+    let version = env!("CARGO_PKG_VERSION");
+    let target = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
+    if global.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "version": version,
+                "target": target,
+                "lockSchemaVersion": kici_engine::lock::SCHEMA_VERSION,
+                "protocolVersion": 1,
+            })
+        );
+    } else {
+        println!("kici {version} ({target})");
+    }
+    exit::OK
+}
