@@ -335,6 +335,14 @@ pub fn scaffold(git_root: &Path, options: &ScaffoldOptions) -> Result<ScaffoldRe
         });
     }
 
+    // With `--templates none` no workflow file is written, but `compile` and `preview` still
+    // expect the directory (E001 otherwise).
+    let workflows_dir = kici_dir.join("workflows");
+    std::fs::create_dir_all(&workflows_dir).map_err(|source| Error::CreateDir {
+        path: workflows_dir.clone(),
+        source,
+    })?;
+
     let kiciignore = git_root.join(".kiciignore");
     let action = if exists(&kiciignore)? {
         Action::KeptExisting

@@ -228,7 +228,7 @@ fn to_syntax_errors<'d>(
             let offset = d.labels.first().map(|l| l.offset()).unwrap_or(0);
             SyntaxError {
                 message: d.message.to_string(),
-                position: index.position(u32::try_from(offset).unwrap_or(u32::MAX)),
+                position: index.position(offset),
             }
         })
         .collect()

@@ -4,7 +4,6 @@ use clap::Args;
 use serde_json::json;
 
 use kici_compiler::compile::{Compilation, CompileRequest, compile};
-use kici_compiler::diagnostic::Diagnostic;
 use kici_compiler::lockfile::{drift, write_lock};
 
 use super::output::{Style, banner, print_diagnostics};
@@ -172,13 +171,4 @@ pub fn report(
         }
     }
     if ok { exit::OK } else { exit::FAILURE }
-}
-
-/// Used by other commands (preview) that need a lock and stop on compile errors.
-pub fn errors_of(compilation: &Compilation) -> Vec<&Diagnostic> {
-    compilation
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .collect()
 }
