@@ -11,7 +11,9 @@ use kici_engine::glob::Glob;
 use kici_engine::json;
 use kici_engine::lock::{self, LockWorkflow};
 use kici_engine::validate::{self, ValidationMode};
-use kici_runtime::{Evaluator, EvaluatorOptions, LoadError, LoadErrorKind, LoweredWorkflow};
+use kici_runtime::{
+    Evaluator, EvaluatorOptions, LoadError, LoadErrorKind, LoweredWorkflow, SourcePosition,
+};
 
 use crate::diagnostic::Diagnostic;
 
@@ -189,11 +191,13 @@ pub fn compile(request: &CompileRequest) -> Compilation {
     match typed {
         Ok(typed) => {
             for found in validate::validate_with(&typed, ValidationMode::Ours) {
-                let file = collected.get(found.workflow).map(|c| c.file.clone());
-                let mut diagnostic =
-                    Diagnostic::error(found.code, found.message).with_suggestion(found.suggestion);
-                if let Some(file) = file {
-                    diagnostic = diagnostic.at(file, 1, 1);
+                let mut diagnostic = Diagnostic::error(found.code, found.message.clone())
+                    .with_suggestion(found.suggestion.clone());
+                if let Some(item) = collected.get(found.workflow) {
+                    diagnostic = match validation_site(&item.lowered, &found) {
+                        Some(site) => diagnostic.at(site.file, site.line, site.column),
+                        None => diagnostic.at(item.file.clone(), 1, 1),
+                    };
                 }
                 diagnostics.push(diagnostic);
             }
@@ -234,6 +238,24 @@ pub fn compile(request: &CompileRequest) -> Compilation {
         inputs,
         console,
     }
+}
+
+/// Where a validation diagnostic points (validation.md §1.3): the `job()` call of the job it
+/// concerns — the second declaration for a duplicate name (E106) — else the `workflow()`
+/// call.
+fn validation_site(
+    lowered: &LoweredWorkflow,
+    found: &validate::Diagnostic,
+) -> Option<SourcePosition> {
+    let job_site = found.job.as_ref().and_then(|job| {
+        let sites = &lowered.job_sites.iter().find(|(name, _)| name == job)?.1;
+        if found.code == "E106" {
+            sites.get(1).or(sites.first())
+        } else {
+            sites.first()
+        }
+    });
+    job_site.or(lowered.workflow_site.as_ref()).cloned()
 }
 
 /// Top-level `*.ts` files of the workflows directory (not `*.d.ts`), byte-wise by name.

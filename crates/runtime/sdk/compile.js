@@ -129,7 +129,15 @@ export function lower(workflow, source) {
   if (workflow.timeout !== undefined) out.timeout = workflow.timeout;
   if (workflow.approval !== undefined) out.approval = lowerApproval(workflow.approval);
 
-  return { workflow: out, warnings: context.warnings, diagnostics: context.diagnostics };
+  // Not part of the lock: where the workflow and each static job were declared, so that
+  // validation diagnostics can point at the factory call (validation.md §1.3).
+  const locations = { workflow: __internals.factoryCallSite(workflow) ?? null, jobs: {} };
+  workflow.jobs.forEach((entry, index) => {
+    if (isFunction(entry) || jobNames[index] === null) return;
+    const site = __internals.factoryCallSite(entry);
+    if (site) (locations.jobs[jobNames[index]] ??= []).push(site);
+  });
+  return { workflow: out, warnings: context.warnings, diagnostics: context.diagnostics, locations };
 }
 
 /** Assign [key, value] pairs in order, skipping undefined values. */

@@ -14,6 +14,8 @@
 
 /** Call site of rule() calls: Rule -> {file, line, column}. */
 const ruleCallSites = new WeakMap();
+// Where each job() and workflow() was called, so that compile diagnostics can point there.
+const factoryCallSites = new WeakMap();
 /** Per-workflow job names after `job-N` naming: Workflow -> (string | null)[] (null = generator). */
 const workflowJobNames = new WeakMap();
 /** Placeholder names of unnamed jobs: Job -> placeholder. */
@@ -579,6 +581,8 @@ export function job(first, second) {
   }
   defineHidden(jobObject, 'result', jobResultProxy(jobObject));
   const frozen = Object.freeze(jobObject);
+  const jobSite = callSite('job');
+  if (jobSite) factoryCallSites.set(frozen, jobSite);
   if (name === undefined) unnamedJobPlaceholders.set(frozen, jobObject.name);
   return recordIssues(frozen, issues);
 }
@@ -718,6 +722,8 @@ export function workflow(name, options) {
     jobs: freezeArray(options.jobs),
     ...(on === undefined ? {} : { on }),
   });
+  const workflowSite = callSite('workflow');
+  if (workflowSite) factoryCallSites.set(workflowObject, workflowSite);
 
   // Deterministic names for unnamed jobs: job-1, job-2, ... over the static jobs of this
   // workflow, without touching the shared Job objects.
@@ -1394,6 +1400,7 @@ export const __internals = Object.freeze({
   normalizeHook,
   isKiciSchema,
   ruleCallSite: (r) => ruleCallSites.get(r),
+  factoryCallSite: (o) => factoryCallSites.get(o),
   workflowJobNames: (w) => workflowJobNames.get(w),
   unnamedJobPlaceholder: (j) => unnamedJobPlaceholders.get(j),
   factoryIssues: (o) => factoryIssues.get(o) ?? [],

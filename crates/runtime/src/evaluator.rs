@@ -52,6 +52,11 @@ pub struct LoweredWorkflow {
     pub warnings: Vec<String>,
     /// Configuration errors the SDK found while lowering, as (code, message): E105.
     pub errors: Vec<(String, String)>,
+    /// Where `workflow()` was called.
+    pub workflow_site: Option<SourcePosition>,
+    /// Where each static job was declared, by job name, in declaration order (a name
+    /// declared twice has two sites).
+    pub job_sites: Vec<(String, Vec<SourcePosition>)>,
 }
 
 /// Everything the compiler needs from one entry file.
@@ -188,12 +193,15 @@ impl Evaluator {
                     &format!("lowered workflow is not JSON: {e}"),
                 )
             })?;
+            let (workflow_site, job_sites) = read_locations(&result)?;
             lowered.push(LoweredWorkflow {
                 export,
                 lock,
                 hash_files,
                 warnings,
                 errors,
+                workflow_site,
+                job_sites,
             });
         }
         Ok(lowered)
@@ -223,14 +231,16 @@ impl Evaluator {
     /// Turns an rquickjs error into a [`LoadError`], preferring what the loader recorded (it
     /// knows the file and position) over QuickJS's generic module errors.
     fn load_error(&self, ctx: &Ctx<'_>, error: JsError, default_kind: LoadErrorKind) -> LoadError {
-        if let Some(failure) = modules::lock(&self.registry).failure.take() {
-            return failure;
-        }
+        // Always take the pending exception, even when the loader's own record wins: a
+        // leftover exception would be reported again by the next file's load.
         let thrown = if matches!(error, JsError::Exception) {
             Some(ctx.catch())
         } else {
             None
         };
+        if let Some(failure) = modules::lock(&self.registry).failure.take() {
+            return failure;
+        }
         let timeout = self.deadline_passed();
         let (message, stack) = match &thrown {
             Some(value) => describe_thrown(value),
@@ -287,6 +297,38 @@ impl Evaluator {
     pub fn heap_bytes(&self) -> i64 {
         self.runtime.memory_usage().malloc_size
     }
+}
+
+type Sites = (Option<SourcePosition>, Vec<(String, Vec<SourcePosition>)>);
+
+/// The `locations` side channel of `lower()`: call sites of `workflow()` and `job()`.
+fn read_locations(result: &Object<'_>) -> rquickjs::Result<Sites> {
+    let Some(locations) = result.get::<_, Option<Object>>("locations")? else {
+        return Ok((None, Vec::new()));
+    };
+    let site = |o: &Object<'_>| -> rquickjs::Result<SourcePosition> {
+        Ok(SourcePosition {
+            file: o.get("file")?,
+            line: o.get("line")?,
+            column: o.get("column")?,
+        })
+    };
+    let workflow_site = match locations.get::<_, Option<Object>>("workflow")? {
+        Some(o) => Some(site(&o)?),
+        None => None,
+    };
+    let mut job_sites = Vec::new();
+    if let Some(jobs) = locations.get::<_, Option<Object>>("jobs")? {
+        for entry in jobs.props::<String, Vec<Object>>() {
+            let (name, sites) = entry?;
+            let sites = sites
+                .iter()
+                .map(site)
+                .collect::<rquickjs::Result<Vec<_>>>()?;
+            job_sites.push((name, sites));
+        }
+    }
+    Ok((workflow_site, job_sites))
 }
 
 fn node_platform() -> &'static str {

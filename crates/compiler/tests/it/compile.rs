@@ -310,3 +310,24 @@ fn compare_inline(
         }
     }
 }
+
+/// Validator diagnostics carry the position of the `job()` / `workflow()` call they concern
+/// (validation.md §1.3), not the reference's `<workflows dir>:1:1`.
+#[test]
+fn validation_errors_point_at_the_factory_call() {
+    let repo = checkout_case(&conformance_dir().join("workflows/63-invalid-multiple-errors"));
+    let compilation = compile(&CompileRequest::new(repo.path()));
+    let at = |code: &str, needle: &str| {
+        compilation
+            .diagnostics
+            .iter()
+            .find(|d| d.code == code && d.message.contains(needle))
+            .map(|d| (d.file.clone().unwrap_or_default(), d.line, d.column))
+            .unwrap_or_else(|| panic!("no {code} about {needle}: {:?}", compilation.diagnostics))
+    };
+    let file = ".kici/workflows/many.ts".to_string();
+    // The second `job('x', …)` is the duplicate.
+    assert_eq!(at("E106", "\"x\""), (file.clone(), Some(10), Some(5)));
+    assert_eq!(at("E103", "\"me\""), (file.clone(), Some(20), Some(5)));
+    assert_eq!(at("E104", "\"m1\""), (file.clone(), Some(28), Some(5)));
+}
