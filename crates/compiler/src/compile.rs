@@ -131,12 +131,38 @@ pub fn compile(request: &CompileRequest) -> Compilation {
                     for warning in &lowered.warnings {
                         diagnostics.push(warning_diagnostic(warning).in_file(relative.clone()));
                     }
+                    let site = lowered.workflow_site.clone().unwrap_or_else(|| {
+                        kici_runtime::SourcePosition::start_of(relative.clone())
+                    });
                     for (code, message) in &lowered.errors {
                         diagnostics.push(Diagnostic::error(code, message.clone()).at(
-                            relative.clone(),
-                            1,
-                            1,
+                            site.file.clone(),
+                            site.line,
+                            site.column,
                         ));
+                    }
+                    let no_triggers = lowered
+                        .lock
+                        .get("triggers")
+                        .and_then(Value::as_array)
+                        .is_some_and(Vec::is_empty);
+                    if no_triggers {
+                        let name = lowered
+                            .lock
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
+                        diagnostics.push(
+                            Diagnostic::warning(
+                                "W005",
+                                format!("Workflow \"{name}\" has no triggers and will never run"),
+                            )
+                            .at(
+                                site.file.clone(),
+                                site.line,
+                                site.column,
+                            ),
+                        );
                     }
                     collected.push(Collected {
                         file: relative.clone(),

@@ -331,3 +331,26 @@ fn validation_errors_point_at_the_factory_call() {
     assert_eq!(at("E103", "\"me\""), (file.clone(), Some(20), Some(5)));
     assert_eq!(at("E104", "\"m1\""), (file.clone(), Some(28), Some(5)));
 }
+
+/// W005: a workflow without triggers compiles, with a warning at its `workflow()` call.
+#[test]
+fn workflow_without_triggers_warns() {
+    let repo =
+        checkout_case(&conformance_dir().join("workflows/39-regex-flags-and-description-only"));
+    let compilation = compile(&CompileRequest::new(repo.path()));
+    assert!(
+        compilation.lock_text.is_some(),
+        "{:?}",
+        compilation.diagnostics
+    );
+    let w005: Vec<_> = compilation
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == "W005")
+        .collect();
+    assert_eq!(w005.len(), 2, "{:?}", compilation.diagnostics);
+    assert!(
+        w005.iter()
+            .all(|d| !d.is_error() && d.line.is_some_and(|l| l > 1))
+    );
+}
