@@ -25,6 +25,8 @@ pub struct CompileRequest {
     pub kici_dir: PathBuf,
     /// What `process.env` shows to module top-level code.
     pub env: Vec<(String, String)>,
+    /// How long loading one entry file may take (E006); `None`: the evaluator's 10 s.
+    pub load_timeout: Option<std::time::Duration>,
 }
 
 impl CompileRequest {
@@ -33,6 +35,7 @@ impl CompileRequest {
             git_root: git_root.to_path_buf(),
             kici_dir: git_root.join(".kici"),
             env: Vec::new(),
+            load_timeout: None,
         }
     }
 
@@ -98,6 +101,9 @@ pub fn compile(request: &CompileRequest) -> Compilation {
     };
     let mut options = EvaluatorOptions::new(&request.git_root);
     options.env = request.env.clone();
+    if let Some(timeout) = request.load_timeout {
+        options.load_timeout = timeout;
+    }
     let evaluator = match Evaluator::new(options) {
         Ok(evaluator) => evaluator,
         Err(error) => return Compilation::failed(Diagnostic::error("E003", error.message)),
@@ -111,6 +117,15 @@ pub fn compile(request: &CompileRequest) -> Compilation {
     for entry in &entry_files {
         let relative = relative_path(&request.git_root, entry);
         inputs.insert(entry.clone());
+        // A dangling symlink, a symlink loop or an unreadable file: E001 naming the OS error,
+        // rather than a module-resolution message without an importer.
+        if let Err(e) = std::fs::File::open(entry) {
+            diagnostics.push(
+                Diagnostic::error("E001", format!("Failed to read {relative}: {e}"))
+                    .in_file(relative.clone()),
+            );
+            continue;
+        }
         match evaluator.load_workflow_file(&relative) {
             Ok(loaded) => {
                 for message in loaded.messages {
@@ -129,7 +144,11 @@ pub fn compile(request: &CompileRequest) -> Compilation {
                 closures.push((relative.clone(), loaded.import_closure));
                 for lowered in loaded.workflows {
                     for warning in &lowered.warnings {
-                        diagnostics.push(warning_diagnostic(warning).in_file(relative.clone()));
+                        let diagnostic = warning_diagnostic(warning);
+                        diagnostics.push(match warning_site(&lowered, &diagnostic.message) {
+                            Some(site) => diagnostic.at(site.file, site.line, site.column),
+                            None => diagnostic.in_file(relative.clone()),
+                        });
                     }
                     let site = lowered.workflow_site.clone().unwrap_or_else(|| {
                         kici_runtime::SourcePosition::start_of(relative.clone())
@@ -282,6 +301,14 @@ fn validation_site(
         }
     });
     job_site.or(lowered.workflow_site.as_ref()).cloned()
+}
+
+/// SDK warnings about a job start with `Job "<name>"`; point them at that `job()` call.
+fn warning_site(lowered: &LoweredWorkflow, message: &str) -> Option<SourcePosition> {
+    let rest = message.strip_prefix("Job \"")?;
+    let name = &rest[..rest.find('"')?];
+    let sites = &lowered.job_sites.iter().find(|(n, _)| n == name)?.1;
+    sites.first().cloned()
 }
 
 /// Top-level `*.ts` files of the workflows directory (not `*.d.ts`), byte-wise by name.

@@ -341,7 +341,10 @@ function inlineValue(fn, jobName, field, context) {
   const verdict = host && isFunction(host.purity) ? host.purity(text) : { pure: false, reason: 'purity check unavailable' };
   if (verdict && verdict.pure === true) return { _type: 'inline', expression: text };
   context.warnings.push(
-    `[kici] Job "${jobName}": ${field} function is not pure (${verdict?.reason ?? 'unknown reason'}). An init job will be required, adding ~5-10s delay.`,
+    // validation.md W001 (ours): the reference promised an init job; this version evaluates
+    // impure env functions in the runner, and cannot yet for environment/concurrencyGroup.
+    `[kici] Job "${jobName}": ${field} function is not pure (${verdict?.reason ?? 'unknown reason'}). It will be evaluated at run time.` +
+      (field === 'env' ? '' : ' This requires a later KiCI version; runs of this job will fail.'),
   );
   return undefined;
 }
