@@ -238,7 +238,11 @@ impl Evaluator {
         } else {
             None
         };
-        if let Some(failure) = modules::lock(&self.registry).failure.take() {
+        if let Some(mut failure) = modules::lock(&self.registry).failure.take() {
+            if matches!(failure.kind, LoadErrorKind::Import) {
+                locate_import_statement(&self.options.git_root, &mut failure);
+                locate_invalid_utf8(&self.options.git_root, &mut failure);
+            }
             return failure;
         }
         let timeout = self.deadline_passed();
@@ -276,13 +280,21 @@ impl Evaluator {
                 stack: None,
             };
         }
+        // QuickJS rejects a few things oxc accepts (decorators, invalid regex literals): a
+        // SyntaxError raised while compiling a module is a syntax error (E002), not a throw.
+        let (kind, message) = match message.strip_prefix("SyntaxError: ") {
+            Some(rest) if is_compile_time(stack.as_deref()) => {
+                (LoadErrorKind::Syntax, rest.to_string())
+            }
+            _ => (default_kind, message),
+        };
         let registry = modules::lock(&self.registry);
         let mapped_stack = stack.as_deref().map(|s| map_stack(&registry, s));
         let position = stack
             .as_deref()
             .and_then(|s| first_user_frame(&registry, s));
         LoadError {
-            kind: default_kind,
+            kind,
             message,
             position,
             stack: mapped_stack,
@@ -331,6 +343,75 @@ fn read_locations(result: &Object<'_>) -> rquickjs::Result<Sites> {
     Ok((workflow_site, job_sites))
 }
 
+/// The resolver knows which module imported a specifier but not where: point an import error
+/// that sits at 1:1 of the importer at the first line of the importer that names the
+/// specifier in quotes (validation.md §1.3: "import errors point at the import statement").
+fn locate_import_statement(git_root: &Path, failure: &mut LoadError) {
+    let Some(position) = failure.position.as_mut() else {
+        return;
+    };
+    if (position.line, position.column) != (1, 1) {
+        return;
+    }
+    const PREFIXES: [&str; 4] = [
+        "Cannot find module \"",
+        "Cannot import \"",
+        "Module \"",
+        "Import \"",
+    ];
+    let Some(specifier) = PREFIXES
+        .iter()
+        .find_map(|p| failure.message.strip_prefix(p))
+        .and_then(|rest| rest.split_once('"'))
+        .map(|(specifier, _)| specifier)
+    else {
+        return;
+    };
+    let Ok(text) = std::fs::read_to_string(git_root.join(&position.file)) else {
+        return;
+    };
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("//") || trimmed.starts_with('*') {
+            continue;
+        }
+        let found = ['"', '\'', '`'].iter().find_map(|quote| {
+            let needle = format!("{quote}{specifier}{quote}");
+            line.find(&needle)
+        });
+        if let Some(byte) = found {
+            position.line = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            position.column = u32::try_from(line[..byte].chars().count() + 1).unwrap_or(1);
+            return;
+        }
+    }
+}
+
+/// "<file> is not valid UTF-8": point at the first invalid byte instead of 1:1.
+fn locate_invalid_utf8(git_root: &Path, failure: &mut LoadError) {
+    let Some(position) = failure.position.as_mut() else {
+        return;
+    };
+    if !failure.message.ends_with("is not valid UTF-8") {
+        return;
+    }
+    let Ok(bytes) = std::fs::read(git_root.join(&position.file)) else {
+        return;
+    };
+    let Err(error) = std::str::from_utf8(&bytes) else {
+        return;
+    };
+    let valid = &bytes[..error.valid_up_to()];
+    let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = String::from_utf8_lossy(&valid[line_start..])
+        .chars()
+        .count()
+        + 1;
+    position.line = u32::try_from(line).unwrap_or(u32::MAX);
+    position.column = u32::try_from(column).unwrap_or(u32::MAX);
+}
+
 fn node_platform() -> &'static str {
     match std::env::consts::OS {
         "macos" => "darwin",
@@ -347,11 +428,34 @@ fn node_arch() -> &'static str {
 }
 
 /// Message and stack of a thrown value, as `Name: message` like Node prints it.
+/// Whether an error's stack says it was raised by the parser rather than by running code:
+/// parse errors carry at most bare `at <module>:<line>:<col>` frames, while anything raised
+/// at run time has a function frame (`at <anonymous> (…)`) or comes from `eval`/`Function`
+/// source (`at <input>:…`).
+fn is_compile_time(stack: Option<&str>) -> bool {
+    stack.unwrap_or("").lines().all(|line| {
+        let frame = line.trim();
+        frame.is_empty() || (!frame.contains(" (") && !frame.starts_with("at <"))
+    })
+}
+
 fn describe_thrown(value: &Value<'_>) -> (String, Option<String>) {
+    // Reading properties or converting may run user code (getters, `toString`) that throws
+    // again; such a secondary exception is discarded, never left pending.
+    let ctx = value.ctx();
+    let settle = |result: rquickjs::Result<Option<String>>| match result {
+        Ok(value) => value,
+        Err(error) => {
+            if matches!(error, JsError::Exception) {
+                let _ = ctx.catch();
+            }
+            None
+        }
+    };
     if let Some(object) = value.as_object() {
-        let message: Option<String> = object.get("message").ok();
-        let name: Option<String> = object.get("name").ok();
-        let stack: Option<String> = object.get("stack").ok();
+        let message = settle(object.get("message"));
+        let name = settle(object.get("name"));
+        let stack = settle(object.get("stack"));
         if let Some(message) = message {
             let text = match name.as_deref() {
                 Some("Error") | None => message,
@@ -360,10 +464,14 @@ fn describe_thrown(value: &Value<'_>) -> (String, Option<String>) {
             return (text, stack);
         }
     }
-    let text = value
-        .as_string()
-        .and_then(|s| s.to_string().ok())
-        .unwrap_or_else(|| format!("{value:?}"));
+    // Anything else thrown (`throw 42`, `throw null`, `throw {}`) reads as JavaScript's
+    // `String(value)` would.
+    let text = settle(
+        value
+            .get::<rquickjs::convert::Coerced<String>>()
+            .map(|s| Some(s.0)),
+    )
+    .unwrap_or_else(|| format!("a thrown {}", value.type_name()));
     (text, None)
 }
 

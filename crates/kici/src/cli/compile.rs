@@ -64,7 +64,18 @@ pub fn request_for(location: &Location) -> CompileRequest {
         git_root: location.git_root.clone(),
         kici_dir: location.kici_dir.clone(),
         env: std::env::vars().collect(),
+        load_timeout: load_timeout_from_env(),
     }
+}
+
+/// `KICI_LOAD_TIMEOUT_MS`: how long loading one workflow file may take before E006 (default
+/// 10 s). Meant for tests of the endless-loop error; an invalid value keeps the default.
+fn load_timeout_from_env() -> Option<std::time::Duration> {
+    std::env::var("KICI_LOAD_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(std::time::Duration::from_millis)
 }
 
 /// Prints the outcome and writes or checks the lock; returns the exit code.
@@ -143,7 +154,8 @@ pub fn report(
     if global.json {
         let mut body = json!({
             "ok": ok,
-            "workflows": count,
+            // No lock without errors, so nothing was compiled (validation.md §1.2).
+            "workflows": if errors == 0 { count } else { 0 },
             "diagnostics": diagnostics,
         });
         if ok && mode == Mode::Write {

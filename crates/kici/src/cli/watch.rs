@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +18,13 @@ use super::{GlobalArgs, exit};
 
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// What wakes the watch loop.
+enum Wake {
+    Changed(Vec<PathBuf>),
+    /// SIGINT or SIGTERM: exit 0 (cli.md §4).
+    Stop,
+}
+
 pub fn run(global: &GlobalArgs) -> u8 {
     banner(global);
     let location = match locate(global.kici_dir.as_deref()) {
@@ -28,12 +35,14 @@ pub fn run(global: &GlobalArgs) -> u8 {
         }
     };
     let (tx, rx) = mpsc::channel();
+    // Before any thread exists, so that every thread inherits the blocked signals.
+    stop_on_signals(tx.clone());
     let mut watcher =
         match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if let Ok(event) = event
                 && !event.kind.is_access()
             {
-                let _ = tx.send(event.paths);
+                let _ = tx.send(Wake::Changed(event.paths));
             }
         }) {
             Ok(watcher) => watcher,
@@ -60,7 +69,9 @@ pub fn run(global: &GlobalArgs) -> u8 {
         report(global, &args, &location, &compilation, Mode::Write);
         // The watched set follows the compile: new imports and hashFiles matches join it.
         let mut wanted: BTreeSet<PathBuf> = compilation.inputs.clone();
-        wanted.insert(location.kici_dir.join("workflows"));
+        // Until `.kici/workflows/` exists, watch its nearest existing ancestor so that
+        // creating it (or `kici init`) triggers a compile.
+        wanted.insert(existing_ancestor(&location.kici_dir.join("workflows")));
         for gone in watched.difference(&wanted) {
             let _ = watcher.unwatch(gone);
         }
@@ -77,15 +88,51 @@ pub fn run(global: &GlobalArgs) -> u8 {
         );
         // Wait for a relevant change, then let the burst settle.
         loop {
-            let Ok(paths) = rx.recv() else {
-                return exit::OK;
-            };
-            if paths.iter().any(|p| *p != lock_path && !is_temp(p)) {
-                break;
+            match rx.recv() {
+                Ok(Wake::Changed(paths)) => {
+                    if paths.iter().any(|p| *p != lock_path && !is_temp(p)) {
+                        break;
+                    }
+                }
+                Ok(Wake::Stop) | Err(_) => return exit::OK,
             }
         }
-        while rx.recv_timeout(DEBOUNCE).is_ok() {}
+        while let Ok(wake) = rx.recv_timeout(DEBOUNCE) {
+            if matches!(wake, Wake::Stop) {
+                return exit::OK;
+            }
+        }
     }
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (and so in every thread started later) and
+/// turns them into [`Wake::Stop`] from a dedicated `sigwait` thread. Child processes do not
+/// inherit the mask: the standard library resets it on spawn.
+fn stop_on_signals(tx: mpsc::Sender<Wake>) {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    if set.thread_block().is_err() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("kici-watch-signals".into())
+        .spawn(move || {
+            if set.wait().is_ok() {
+                let _ = tx.send(Wake::Stop);
+            }
+        });
+    if spawned.is_err() {
+        let _ = set.thread_unblock();
+    }
+}
+
+fn existing_ancestor(path: &Path) -> PathBuf {
+    path.ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(path)
+        .to_path_buf()
 }
 
 fn is_temp(path: &std::path::Path) -> bool {
