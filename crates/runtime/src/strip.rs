@@ -72,7 +72,19 @@ pub fn strip(path: &Path, source: &str) -> Result<Stripped, Vec<SyntaxError>> {
     })
 }
 
+/// Deeper bracket nesting than this is refused before parsing: oxc's recursive-descent parser
+/// would exhaust the thread's stack (and abort the process) long before any real workflow
+/// gets near it.
+const MAX_NESTING: usize = 1000;
+
 fn strip_unchecked(path: &Path, source: &str) -> Result<Stripped, Vec<SyntaxError>> {
+    if let Some(offset) = nesting_exceeded(source, MAX_NESTING) {
+        let index = LineIndex::new(source);
+        return Err(vec![SyntaxError {
+            message: format!("brackets are nested more than {MAX_NESTING} levels deep"),
+            position: index.position(offset),
+        }]);
+    }
     let allocator = Allocator::default();
     let source_type = source_type_for(path);
     let parsed = Parser::new(&allocator, source, source_type).parse();
@@ -169,6 +181,49 @@ impl Stripped {
         .or_else(|| innermost(&mut containing()))
         .unwrap_or(position)
     }
+}
+
+/// Byte offset of the first bracket that opens level `limit + 1`, skipping strings, template
+/// text and comments (approximately: good enough to bound recursion, not a tokenizer).
+fn nesting_exceeded(source: &str, limit: usize) -> Option<u32> {
+    let bytes = source.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            quote @ (b'"' | b'\'') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote && bytes[i] != b'\n' {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return u32::try_from(i).ok();
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 fn span_len(start: Position, end: Position) -> (u32, u32) {
