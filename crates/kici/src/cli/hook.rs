@@ -1,4 +1,5 @@
-//! `kici hook install` (spec/cli.md §8): a pre-commit hook that keeps the lock compiled.
+//! `kici hook install` (spec/cli.md §8): a pre-commit hook that refuses commits whose lock
+//! file is out of date.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,10 @@ use super::repo::git_root;
 use super::{GlobalArgs, exit};
 
 const MARKER: &str = "# KiCI: compile workflows on commit";
-const HOOK_COMMAND: &str = "kici compile && git add .kici/kici.lock.json";
+/// Issue 2 asks for a check rather than the spec's auto-compile-and-stage: a commit whose
+/// workflows and lock disagree is refused with the drift list, and nothing is staged behind
+/// the author's back.
+const HOOK_COMMAND: &str = "kici compile --check";
 
 #[derive(Debug, Subcommand)]
 pub enum HookCommand {

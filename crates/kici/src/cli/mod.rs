@@ -108,19 +108,21 @@ pub fn run() -> ExitCode {
 
 fn version(global: &GlobalArgs) -> u8 {
     let version = env!("CARGO_PKG_VERSION");
-    let target = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
+    let commit = env!("KICI_GIT_COMMIT");
+    let target = env!("KICI_TARGET");
     if global.json {
         println!(
             "{}",
             serde_json::json!({
                 "version": version,
+                "commit": commit,
                 "target": target,
                 "lockSchemaVersion": kici_engine::lock::SCHEMA_VERSION,
                 "protocolVersion": 1,
             })
         );
     } else {
-        println!("kici {version} ({target})");
+        println!("kici {version} ({commit}, {target})");
     }
     exit::OK
 }

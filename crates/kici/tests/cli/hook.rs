@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use crate::support::Repo;
 
 const MARKER: &str = "# KiCI: compile workflows on commit";
-const COMMAND: &str = "kici compile && git add .kici/kici.lock.json";
+const COMMAND: &str = "kici compile --check";
 const HOOK: &str = ".git/hooks/pre-commit";
 
 #[test]
@@ -121,7 +121,7 @@ fn several_managers_ask_for_one() {
 }
 
 #[test]
-fn the_installed_hook_runs_and_stages_the_lock() {
+fn the_installed_hook_refuses_a_commit_with_a_stale_lock() {
     let repo = Repo::with_ci();
     repo.kici(&["hook", "install", "--git"]).expect(0);
     // The hook calls `kici` from PATH: put the binary under test first.
@@ -131,20 +131,41 @@ fn the_installed_hook_runs_and_stages_the_lock() {
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let commit = |message: &str| {
+        crate::support::git_command(repo.path())
+            .env("PATH", &path)
+            .args(["commit", "-q", "-m", message])
+            .output()
+            .unwrap()
+    };
+    repo.kici(&["compile"]).expect(0);
+    repo.git(&["add", ".kici/kici.lock.json"]);
+    assert!(
+        commit("lock in sync").status.success(),
+        "a commit with an up-to-date lock was refused"
+    );
+
     repo.write(
         ".kici/workflows/more.ts",
         crate::support::push_workflow("more"),
     );
     repo.git(&["add", ".kici/workflows/more.ts"]);
-    let output = crate::support::git_command(repo.path())
-        .env("PATH", path)
-        .args(["commit", "-q", "-m", "with hook"])
-        .output()
-        .unwrap();
+    let refused = commit("stale lock");
     assert!(
-        output.status.success(),
+        !refused.status.success(),
+        "a commit with a stale lock went through"
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("out of date"), "{stderr}");
+    assert!(stderr.contains("+ workflow \"more\" (new)"), "{stderr}");
+
+    repo.kici(&["compile"]).expect(0);
+    repo.git(&["add", ".kici/kici.lock.json"]);
+    let accepted = commit("fresh lock");
+    assert!(
+        accepted.status.success(),
         "commit failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&accepted.stderr)
     );
     let committed = repo.git(&["show", "HEAD:.kici/kici.lock.json"]);
     assert!(committed.contains("\"more\""), "{committed}");
