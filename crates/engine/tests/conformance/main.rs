@@ -4,6 +4,7 @@
 mod lock;
 mod matrix;
 mod preview_events;
+mod providers;
 mod shell;
 mod triggers;
 
