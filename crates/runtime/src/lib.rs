@@ -8,6 +8,7 @@
 
 mod evaluator;
 pub mod inline;
+pub mod job;
 mod modules;
 pub mod purity;
 mod sdk;

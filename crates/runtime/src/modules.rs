@@ -80,6 +80,8 @@ pub(crate) struct Registry {
     pub failure: Option<LoadError>,
     /// Warnings such as W004 (extensionless import), in the order they happened.
     pub warnings: Vec<String>,
+    /// A job runtime: Node built-ins get their working implementations.
+    pub job: bool,
 }
 
 pub(crate) type SharedRegistry = Arc<Mutex<Registry>>;
@@ -292,7 +294,8 @@ impl Loader for WorkflowLoader {
             return Module::declare(ctx.clone(), name, source);
         }
         if let Some(builtin) = name.strip_prefix("node:") {
-            return Module::declare(ctx.clone(), name, shims::module_source(builtin));
+            let job = lock(&self.0).job;
+            return Module::declare(ctx.clone(), name, shims::module_source(builtin, job));
         }
         let path = PathBuf::from(name);
         let mut registry = lock(&self.0);

@@ -2,10 +2,13 @@
 //!
 //! `path` is complete. The members of the other modules exist, so that importing them links,
 //! but at compile time they throw: module top-level code runs on every machine that loads the
-//! workflow and must not do IO. The job runtime (the executor) provides the working versions.
+//! workflow and must not do IO. In a job runtime the same exports are bound to the working
+//! implementations of `shims/runtime.js` (`globalThis.__kici_node`).
 
 const PATH_JS: &str = include_str!("../shims/path.js");
 pub(crate) const GLOBALS_JS: &str = include_str!("../shims/globals.js");
+/// Job-runtime globals and Node modules; evaluated after [`GLOBALS_JS`] in job runtimes only.
+pub(crate) const RUNTIME_JS: &str = include_str!("../shims/runtime.js");
 
 /// Members of each shimmed module, as sdk.md §19 lists them.
 const MEMBERS: &[(&str, &[&str])] = &[
@@ -62,10 +65,20 @@ const MEMBERS: &[(&str, &[&str])] = &[
             "release",
         ],
     ),
-    ("url", &["fileURLToPath", "pathToFileURL"]),
+    (
+        "url",
+        &["fileURLToPath", "pathToFileURL", "URL", "URLSearchParams"],
+    ),
     (
         "crypto",
-        &["randomUUID", "randomBytes", "createHash", "createHmac"],
+        &[
+            "randomUUID",
+            "randomBytes",
+            "createHash",
+            "createHmac",
+            "getRandomValues",
+            "webcrypto",
+        ],
     ),
     (
         "timers",
@@ -77,13 +90,13 @@ const MEMBERS: &[(&str, &[&str])] = &[
             "setImmediate",
         ],
     ),
-    ("timers/promises", &["setTimeout", "setInterval"]),
-    ("util", &["format", "inspect", "promisify"]),
-    ("buffer", &["Buffer"]),
+    ("timers/promises", &["setTimeout", "setImmediate"]),
+    ("util", &["format", "inspect", "promisify", "types"]),
+    ("buffer", &["Buffer", "atob", "btoa"]),
 ];
 
-/// JavaScript source of the module `node:<builtin>`.
-pub(crate) fn module_source(builtin: &str) -> String {
+/// JavaScript source of the module `node:<builtin>`; `job` selects the working versions.
+pub(crate) fn module_source(builtin: &str, job: bool) -> String {
     match builtin {
         "path" | "path/posix" => PATH_JS.to_string(),
         "process" => {
@@ -92,20 +105,52 @@ pub(crate) fn module_source(builtin: &str) -> String {
                       export const arch = p.arch;\nexport const argv = p.argv;\n"
                 .to_string()
         }
+        other if job => job_module(other),
         other => unavailable_module(other),
     }
 }
 
-fn unavailable_module(builtin: &str) -> String {
-    let members = MEMBERS
+fn members_of(builtin: &str) -> Vec<&'static str> {
+    let mut members: Vec<&'static str> = MEMBERS
         .iter()
         .find(|(name, _)| *name == builtin)
-        .map(|(_, m)| *m)
-        .unwrap_or(&[]);
+        .map(|(_, m)| m.to_vec())
+        .unwrap_or_default();
+    match builtin {
+        "fs" => members.extend(["promises", "constants"]),
+        "fs/promises" => members.push("constants"),
+        "os" => members.push("EOL"),
+        _ => {}
+    }
+    members
+}
+
+/// Re-exports `globalThis.__kici_node[<builtin>]`; the default export rejects members we do
+/// not provide with the error sdk.md §19 specifies.
+fn job_module(builtin: &str) -> String {
+    let mut source = format!(
+        "const m = globalThis.__kici_node[{builtin:?}];\n\
+         export default new Proxy(m, {{ get(t, p) {{\n\
+           if (typeof p === 'symbol' || p in t || p === 'then' || p === 'default') return t[p];\n\
+           throw new TypeError(`{builtin}.${{p}} is not supported in KiCI workflows`);\n\
+         }} }});\n"
+    );
+    for member in members_of(builtin) {
+        source.push_str(&format!("export const {member} = m.{member};\n"));
+    }
+    source
+}
+
+fn unavailable_module(builtin: &str) -> String {
+    let members: Vec<&str> = MEMBERS
+        .iter()
+        .find(|(name, _)| *name == builtin)
+        .map(|(_, m)| m.to_vec())
+        .unwrap_or_default();
     let mut source = String::from(
         "const unavailable = (name) => function () {\n  throw new TypeError(`${name} is not available while compiling workflows; call it inside a step`);\n};\n",
     );
-    for member in members {
+    for member in &members {
         source.push_str(&format!(
             "export const {member} = unavailable('{builtin}.{member}');\n"
         ));

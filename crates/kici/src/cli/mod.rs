@@ -6,6 +6,7 @@ mod init;
 mod output;
 mod preview;
 mod repo;
+mod run;
 mod watch;
 
 use std::process::ExitCode;
@@ -57,6 +58,9 @@ enum Command {
     Watch,
     /// Show which workflows and jobs an event would trigger, and why.
     Preview(preview::PreviewArgs),
+    /// Run workflows: `kici run local <event>`.
+    #[command(subcommand)]
+    Run(run::RunCommand),
     /// Install a git pre-commit hook that keeps the lock file compiled.
     #[command(subcommand)]
     Hook(hook::HookCommand),
@@ -100,6 +104,7 @@ pub fn run() -> ExitCode {
         Command::Watch => watch::run(&cli.global),
         Command::Preview(args) => preview::run(&cli.global, &args),
         Command::Hook(command) => hook::run(&cli.global, &command),
+        Command::Run(command) => run::run(&cli.global, &command),
         Command::Types => init::run_types(&cli.global),
         Command::Version => version(&cli.global),
     };

@@ -1,0 +1,7 @@
+//! Integration tests of the job executor: real QuickJS, real bash.
+
+mod support;
+
+mod jobs;
+mod processes;
+mod secrets;

@@ -1,0 +1,1532 @@
+//! `kici run local <event>` (spec/cli.md §6): compile in memory, build and match the event like
+//! `preview`, check the repository out into an isolated workspace and run every matched job
+//! through the executor: DAG order, up to `--concurrency` jobs at once, matrix fan-out,
+//! outputs passed downstream, live prefixed output, a summary, `--json` and `--junit`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, watch};
+
+use kici_compiler::compile::compile;
+use kici_compiler::preview::{
+    self as report, PreviewArgs as ReportArgs, PreviewContext, render_label,
+};
+use kici_engine::lock::{LockFile, LockJob, LockMatrix, LockNeed, LockStepEntry, LockWorkflow};
+use kici_engine::simulate;
+use kici_executor::{
+    Cancel, JobEvent, JobRequest, JobResult, LogSink, LogStream, SkipReason, Status,
+    job_outputs_value, matrix_outputs_value, run_job, workflow_hook, workflow_rules,
+};
+
+use super::compile::request_for;
+use super::output::{Style, banner, print_diagnostics};
+use super::preview::git_facts;
+use super::repo::locate;
+use super::{GlobalArgs, exit};
+
+/// Exit code after Ctrl-C (cli.md §6.6).
+const INTERRUPTED: u8 = 130;
+
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// Run the workflows an event triggers, on this machine.
+    Local(RunLocalArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunLocalArgs {
+    /// The event: push, pr:open, tag:v1.2.3, schedule[:<cron>], dispatch[:<type>], …
+    pub event: Option<String>,
+    /// Run only this matched workflow.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Run this job (a matrix base name selects all children) plus its dependencies.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Target branch (push/tag name default; PR base).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Commit SHA (default: HEAD).
+    #[arg(long)]
+    pub sha: Option<String>,
+    /// A JSON webhook body to use instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub payload: Option<String>,
+    /// Changed files (comma-separated, repeatable); default: computed from git.
+    #[arg(long)]
+    pub files: Vec<String>,
+    /// Dispatch or schedule input, K=V (repeatable).
+    #[arg(long = "input", value_name = "K=V")]
+    pub inputs: Vec<String>,
+    /// Environment variable for every job, K=V (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Local secret with the highest precedence, K=V (repeatable).
+    #[arg(long = "secret", value_name = "K=V")]
+    pub secrets: Vec<String>,
+    /// A dotenv file of secrets (repeatable).
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_files: Vec<PathBuf>,
+    /// Maximum number of jobs running at once (default: CPU parallelism).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// On a job failure, skip only its dependents instead of stopping everything.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Run in the repository itself instead of an isolated checkout.
+    #[arg(long)]
+    pub in_place: bool,
+    /// Keep the isolated checkout after success.
+    #[arg(long)]
+    pub keep: bool,
+    /// Grant all approval gates.
+    #[arg(long)]
+    pub approve_all: bool,
+    /// Also write a JUnit XML report.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Debug output (`KICI_DEBUG=1` for steps).
+    #[arg(long)]
+    pub debug: bool,
+}
+
+pub fn run(global: &GlobalArgs, command: &RunCommand) -> u8 {
+    match command {
+        RunCommand::Local(args) => run_local(global, args),
+    }
+}
+
+fn split_kv(raw: &str, flag: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{flag} expects K=V, got \"{raw}\"")),
+    }
+}
+
+fn run_local(global: &GlobalArgs, args: &RunLocalArgs) -> u8 {
+    banner(global);
+    let style = Style::for_stderr(global);
+    let Some(event) = &args.event else {
+        eprintln!(
+            "error: missing event argument (usage: kici run local <event> [options]; e.g. push, pr:open, tag:v1.2.3)"
+        );
+        return exit::USAGE;
+    };
+    let mut cli_env = Vec::new();
+    for raw in &args.env {
+        match split_kv(raw, "--env") {
+            Ok(kv) => cli_env.push(kv),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
+    let mut cli_secrets = Vec::new();
+    for raw in &args.secrets {
+        match split_kv(raw, "--secret") {
+            Ok(kv) => cli_secrets.push(kv),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
+    let spec = match simulate::parse_event_arg(event) {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return if e.is_usage_error() {
+                exit::USAGE
+            } else {
+                exit::FAILURE
+            };
+        }
+    };
+    let location = match locate(global.kici_dir.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot determine the current directory: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let payload = match &args.payload {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| format!("invalid JSON: {e}")))
+        {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!("error: --payload {path}: {e}");
+                return exit::FAILURE;
+            }
+        },
+    };
+
+    // 1. Compile in memory.
+    let compilation = compile(&request_for(&location));
+    let Some(lock_text) = &compilation.lock_text else {
+        print_diagnostics(
+            &compilation.diagnostics,
+            &location.git_root,
+            &style,
+            global.quiet,
+        );
+        eprintln!("error: the workflows do not compile; nothing was run");
+        return exit::FAILURE;
+    };
+    let lock: LockFile = match serde_json::from_str(lock_text) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: internal: the compiled lock does not parse: {e}");
+            return exit::FAILURE;
+        }
+    };
+
+    // 4–5. Event, matching, inputs — exactly as `preview` decides.
+    let report_args = ReportArgs {
+        event: Some(event.clone()),
+        branch: args.branch.clone(),
+        sha: args.sha.clone(),
+        workflow: args.workflow.clone(),
+        job: args.job.clone(),
+        files: args.files.clone(),
+        payload: args.payload.clone(),
+        inputs: args.inputs.clone(),
+        eval_rules: false,
+        json: global.json,
+        kici_dir: None,
+        debug: args.debug,
+    };
+    let options = match report_args.simulate_options(payload.clone()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return u8::try_from(e.exit_code()).unwrap_or(exit::FAILURE);
+        }
+    };
+    let git = git_facts(
+        &location.git_root,
+        simulate::changed_files_query(&spec, &options),
+    );
+    let context = PreviewContext {
+        kici_dir: location.kici_dir.display().to_string(),
+        lock_path: None,
+        payload,
+        git: git.clone(),
+    };
+    let preview = match report::run(&report_args, &context, &lock) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return u8::try_from(e.exit_code()).unwrap_or(exit::FAILURE);
+        }
+    };
+    if preview.has_input_errors() {
+        for d in &preview.decisions {
+            if let Some(e) = &d.inputs_error {
+                eprintln!("error: workflow {}: {e}", d.workflow_name);
+            }
+        }
+        return exit::USAGE;
+    }
+    let matched: Vec<(usize, &LockWorkflow)> = lock
+        .workflows
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| {
+            preview.workflows.get(*i).is_some_and(|p| p.matched)
+                && args.workflow.as_ref().is_none_or(|name| &w.name == name)
+        })
+        .collect();
+    let out = Printer::new(global);
+    if matched.is_empty() {
+        if let Some(e) = &preview.error {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
+        }
+        out.info("No workflows matched the event");
+        if global.json {
+            println!(
+                "{}",
+                json!({"workflows": [], "summary": {"totalWorkflows": 0, "passed": 0, "failed": 0, "skipped": 0, "totalDurationMs": 0}})
+            );
+        }
+        return exit::OK;
+    }
+
+    // 3. Secrets (always from the real .kici/).
+    let file_secrets = match load_secrets(&location.kici_dir, &args.secret_files) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
+        }
+    };
+
+    // 6. Workspace.
+    let workspace = if args.in_place {
+        location.git_root.clone()
+    } else {
+        match isolated_checkout(&location.git_root) {
+            Ok(dir) => {
+                out.info(&format!("running in {}", dir.display()));
+                dir
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::FAILURE;
+            }
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let run_id = format!("local-{}", random_hex(12));
+    let event_json = serde_json::to_value(&preview.event).unwrap_or(Value::Null);
+    let settings = Settings {
+        workspace: workspace.clone(),
+        event: event_json,
+        run_id,
+        repo: git.repo.clone().unwrap_or_default(),
+        concurrency: args.concurrency.filter(|n| *n > 0).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        keep_going: args.keep_going,
+        approve_all: args.approve_all,
+        job_filter: args.job.clone(),
+        cli_env,
+        debug: args.debug,
+    };
+    let started = Instant::now();
+    let sink: Arc<Printer> = Arc::new(out);
+    let local = tokio::task::LocalSet::new();
+    let (results, interrupted) = local.block_on(&runtime, async {
+        let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
+        let interrupted = Arc::new(Mutex::new(false));
+        let flag = interrupted.clone();
+        let sigint = tokio::spawn(async move {
+            let mut count = 0;
+            while tokio::signal::ctrl_c().await.is_ok() {
+                count += 1;
+                if let Ok(mut f) = flag.lock() {
+                    *f = true;
+                }
+                let _ = cancel_tx.send(if count == 1 {
+                    Cancel::Graceful
+                } else {
+                    Cancel::Force
+                });
+            }
+        });
+        let mut results = Vec::new();
+        for (index, workflow) in &matched {
+            if *cancel_rx.borrow() != Cancel::None {
+                break;
+            }
+            let inputs = preview
+                .workflows
+                .get(*index)
+                .and_then(|p| p.dispatch_inputs.clone())
+                .unwrap_or_default();
+            let secrets = merge_secrets(&file_secrets, &cli_secrets, None);
+            let result = run_workflow(
+                workflow,
+                &settings,
+                &inputs,
+                &secrets,
+                sink.clone(),
+                cancel_rx.clone(),
+            )
+            .await;
+            results.push(result);
+        }
+        sigint.abort();
+        let interrupted = interrupted.lock().map(|f| *f).unwrap_or(false);
+        (results, interrupted)
+    });
+    // Give SIGKILL escalations of cancelled commands a chance before the runtime goes away.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    let total = started.elapsed();
+
+    let any_failed = results
+        .iter()
+        .any(|w| matches!(w.status, Status::Failed | Status::Cancelled));
+    if !args.in_place {
+        if any_failed || args.keep || interrupted {
+            sink.info(&format!("workspace kept at {}", workspace.display()));
+        } else {
+            let _ = std::fs::remove_dir_all(&workspace);
+        }
+    }
+    let summary = render_summary(&results, total, &sink.style);
+    if global.json {
+        eprint!("{summary}");
+        println!("{}", json_report(&results, total));
+    } else {
+        print!("{summary}");
+    }
+    if let Some(path) = &args.junit
+        && let Err(e) = std::fs::write(path, junit_report(&results, total))
+    {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        return exit::FAILURE;
+    }
+    if interrupted {
+        INTERRUPTED
+    } else if any_failed {
+        exit::FAILURE
+    } else {
+        exit::OK
+    }
+}
+
+// ------------------------------------------------------------------------------ scheduling
+
+struct Settings {
+    workspace: PathBuf,
+    event: Value,
+    run_id: String,
+    repo: String,
+    concurrency: usize,
+    keep_going: bool,
+    approve_all: bool,
+    job_filter: Option<String>,
+    cli_env: Vec<(String, String)>,
+    debug: bool,
+}
+
+/// (name, matrix values, matrix suffix, a failure known before running).
+type Child = (
+    String,
+    Option<Map<String, Value>>,
+    Option<String>,
+    Option<(Status, String)>,
+);
+
+/// One schedulable job: a static job or one child of its matrix.
+struct Node {
+    base: String,
+    name: String,
+    lock: LockJob,
+    matrix: Option<Map<String, Value>>,
+    suffix: Option<String>,
+    /// Indices of the nodes this one waits for, with the statuses that release it.
+    upstream: Vec<(usize, Vec<String>)>,
+    result: Option<JobResult>,
+    /// Set when the node cannot run for a reason known before scheduling.
+    preset: Option<(Status, String)>,
+}
+
+struct WorkflowResult {
+    name: String,
+    status: Status,
+    duration_ms: u64,
+    rule_results: Vec<kici_runtime::job::RuleResult>,
+    jobs: Vec<JobResult>,
+    /// Why jobs were skipped, by job name (for the summary).
+    reasons: BTreeMap<String, String>,
+}
+
+fn needs_of(job: &LockJob) -> Vec<(String, Vec<String>)> {
+    job.needs
+        .iter()
+        .filter_map(|n| match n {
+            LockNeed::Name(name) => Some((name.clone(), vec!["success".to_string()])),
+            LockNeed::Job { name, run_on } => Some((name.clone(), run_on.clone())),
+            LockNeed::Group { .. } => None,
+        })
+        .collect()
+}
+
+fn plan_nodes(workflow: &LockWorkflow, filter: Option<&str>) -> (Vec<Node>, Vec<String>) {
+    let mut notices = Vec::new();
+    let statics: Vec<&LockJob> = workflow.jobs.iter().filter_map(|j| j.as_static()).collect();
+    if workflow.jobs.len() != statics.len() {
+        notices.push("dynamic job generators are not supported by `kici run local` yet; their jobs were not run".to_string());
+    }
+    // --job: the job plus its transitive dependencies.
+    let selected: Option<std::collections::BTreeSet<String>> = filter.map(|f| {
+        let mut keep = std::collections::BTreeSet::new();
+        let mut stack = vec![f.to_string()];
+        while let Some(name) = stack.pop() {
+            if keep.insert(name.clone())
+                && let Some(job) = statics.iter().find(|j| j.name == name)
+            {
+                stack.extend(needs_of(job).into_iter().map(|(n, _)| n));
+            }
+        }
+        keep
+    });
+    let mut nodes = Vec::new();
+    let mut by_base: HashMap<String, Vec<usize>> = HashMap::new();
+    for job in &statics {
+        if selected.as_ref().is_some_and(|s| !s.contains(&job.name)) {
+            continue;
+        }
+        let children: Vec<Child> = match &job.matrix {
+            None => vec![(job.name.clone(), None, None, None)],
+            Some(LockMatrix::Static { values }) => {
+                match kici_engine::matrix::materialize(
+                    &job.name,
+                    values,
+                    job.include.as_deref().unwrap_or(&[]),
+                    job.exclude.as_deref().unwrap_or(&[]),
+                ) {
+                    Ok(list) => list
+                        .into_iter()
+                        .map(|c| {
+                            let suffix = kici_engine::matrix::format_suffix(&c.values);
+                            (c.name, Some(c.values), Some(suffix), None)
+                        })
+                        .collect(),
+                    Err(e) => vec![(
+                        job.name.clone(),
+                        None,
+                        None,
+                        Some((Status::Failed, e.to_string())),
+                    )],
+                }
+            }
+            Some(LockMatrix::Dynamic { .. }) => vec![(
+                job.name.clone(),
+                None,
+                None,
+                Some((
+                    Status::Failed,
+                    "dynamic matrices are not supported by `kici run local` yet".to_string(),
+                )),
+            )],
+        };
+        for (name, matrix, suffix, preset) in children {
+            by_base
+                .entry(job.name.clone())
+                .or_default()
+                .push(nodes.len());
+            nodes.push(Node {
+                base: job.name.clone(),
+                name,
+                lock: (*job).clone(),
+                matrix,
+                suffix,
+                upstream: Vec::new(),
+                result: None,
+                preset,
+            });
+        }
+    }
+    for node in &mut nodes {
+        for (need, run_on) in needs_of(&node.lock) {
+            for &i in by_base.get(&need).map(Vec::as_slice).unwrap_or(&[]) {
+                node.upstream.push((i, run_on.clone()));
+            }
+        }
+    }
+    (nodes, notices)
+}
+
+/// Whether an upstream result releases a dependent edge (sdk.md §6.1, §7: a job skipped by its
+/// own rules counts as a success).
+fn edge_satisfied(result: &JobResult, run_on: &[String]) -> bool {
+    let status = if result.skip_reason == Some(SkipReason::JobRules) {
+        "success"
+    } else {
+        result.status.as_str()
+    };
+    run_on.iter().any(|s| s == status)
+}
+
+fn has_cycle(nodes: &[Node]) -> bool {
+    let mut state = vec![0u8; nodes.len()];
+    fn visit(i: usize, nodes: &[Node], state: &mut [u8]) -> bool {
+        if state[i] == 1 {
+            return true;
+        }
+        if state[i] == 2 {
+            return false;
+        }
+        state[i] = 1;
+        for (u, _) in &nodes[i].upstream {
+            if visit(*u, nodes, state) {
+                return true;
+            }
+        }
+        state[i] = 2;
+        false
+    }
+    (0..nodes.len()).any(|i| visit(i, nodes, &mut state))
+}
+
+fn runs_on_text(job: &LockJob) -> String {
+    job.runs_on
+        .as_ref()
+        .map(|m| m.iter().map(render_label).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}
+
+fn step_names(job: &LockJob) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in &job.steps {
+        match entry {
+            LockStepEntry::Step(s) => out.push(s.name.clone()),
+            LockStepEntry::Parallel(p) => out.extend(p.children.iter().map(|c| c.name.clone())),
+        }
+    }
+    out
+}
+
+fn status_of_group(results: &[&JobResult]) -> Status {
+    if results.iter().any(|r| r.status == Status::Failed) {
+        Status::Failed
+    } else if results.iter().any(|r| r.status == Status::Cancelled) {
+        Status::Cancelled
+    } else if !results.is_empty() && results.iter().all(|r| r.status == Status::Skipped) {
+        Status::Skipped
+    } else {
+        Status::Success
+    }
+}
+
+/// Outputs and `ctx.needs` entries of upstream jobs, by base name.
+fn upstream_context(nodes: &[Node], node: usize) -> (Map<String, Value>, Map<String, Value>) {
+    let mut outputs = Map::new();
+    let mut needs = Map::new();
+    let mut bases: Vec<&str> = nodes[node]
+        .upstream
+        .iter()
+        .map(|(u, _)| nodes[*u].base.as_str())
+        .collect();
+    bases.dedup();
+    for base in bases {
+        let members: Vec<&Node> = nodes.iter().filter(|n| n.base == base).collect();
+        let results: Vec<&JobResult> = members.iter().filter_map(|n| n.result.as_ref()).collect();
+        let is_matrix = members.iter().any(|n| n.suffix.is_some());
+        let value = if is_matrix {
+            let children: Vec<(String, Value)> = members
+                .iter()
+                .filter_map(|n| {
+                    Some((n.suffix.clone()?, n.result.as_ref().map(job_outputs_value)?))
+                })
+                .collect();
+            matrix_outputs_value(&children)
+        } else {
+            results
+                .first()
+                .map(|r| job_outputs_value(r))
+                .unwrap_or(Value::Object(Map::new()))
+        };
+        needs.insert(
+            base.to_string(),
+            json!({"result": value, "status": status_of_group(&results).as_str()}),
+        );
+        outputs.insert(base.to_string(), value);
+    }
+    (outputs, needs)
+}
+
+fn base_env(settings: &Settings, workflow: &LockWorkflow, job_name: &str) -> Vec<(String, String)> {
+    let event = &settings.event;
+    let get = |k: &str| {
+        event
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    let branch = get("targetBranch");
+    let sha = get("sha");
+    let workspace = settings.workspace.to_string_lossy().into_owned();
+    for (k, v) in [
+        ("FORCE_COLOR", "1".to_string()),
+        ("CI", "true".to_string()),
+        ("KICI", "true".to_string()),
+        ("KICI_RUN_ID", settings.run_id.clone()),
+        ("KICI_JOB_ID", format!("{}-{}", settings.run_id, job_name)),
+        ("KICI_JOB_NAME", job_name.to_string()),
+        ("KICI_WORKFLOW_NAME", workflow.name.clone()),
+        ("KICI_REPO", settings.repo.clone()),
+        (
+            "KICI_REF",
+            if branch.is_empty() {
+                String::new()
+            } else {
+                format!("refs/heads/{branch}")
+            },
+        ),
+        ("KICI_SHA", sha),
+        ("KICI_BRANCH", branch),
+        ("KICI_EVENT_TYPE", get("type")),
+        ("KICI_EVENT_ACTION", get("action")),
+        ("KICI_PROVIDER", "local".to_string()),
+        ("KICI_WORKSPACE", workspace),
+        ("KICI_IS_TEST_RUN", "false".to_string()),
+        ("KICI_ATTEMPT", "1".to_string()),
+    ] {
+        env.insert(k.to_string(), v);
+    }
+    if settings.debug {
+        env.insert("KICI_DEBUG".into(), "1".into());
+    }
+    env.into_iter().collect()
+}
+
+fn request_for_node(
+    settings: &Settings,
+    workflow: &LockWorkflow,
+    node: &Node,
+    inputs: &Map<String, Value>,
+    secrets: &BTreeMap<String, String>,
+) -> JobRequest {
+    let mut req = JobRequest::new(
+        settings.workspace.clone(),
+        workflow.source.file.clone(),
+        workflow.name.clone(),
+        node.base.clone(),
+    );
+    req.job_name = node.name.clone();
+    req.lock_steps = Some(step_names(&node.lock));
+    req.runs_on = runs_on_text(&node.lock);
+    req.matrix = node.matrix.clone();
+    req.event = settings.event.clone();
+    req.dispatch_inputs = inputs.clone();
+    req.secrets = secrets.clone();
+    req.env = base_env(settings, workflow, &node.name);
+    req.cli_env = settings.cli_env.clone();
+    req.environment = node
+        .lock
+        .environments
+        .as_ref()
+        .and_then(|e| e.first())
+        .and_then(|e| match &e.value {
+            kici_engine::lock::StringOrInline::Static(s) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        });
+    req.approve_all = settings.approve_all;
+    req
+}
+
+async fn run_workflow(
+    workflow: &LockWorkflow,
+    settings: &Settings,
+    inputs: &Map<String, Value>,
+    secrets: &BTreeMap<String, String>,
+    sink: Arc<Printer>,
+    cancel: watch::Receiver<Cancel>,
+) -> WorkflowResult {
+    let started = Instant::now();
+    sink.info(&format!("Running workflow: {}", workflow.name));
+    let (mut nodes, notices) = plan_nodes(workflow, settings.job_filter.as_deref());
+    for n in notices {
+        sink.info(&format!("notice: {n}"));
+    }
+    let mut result = WorkflowResult {
+        name: workflow.name.clone(),
+        status: Status::Success,
+        duration_ms: 0,
+        rule_results: Vec::new(),
+        jobs: Vec::new(),
+        reasons: BTreeMap::new(),
+    };
+    if settings.job_filter.is_some() && nodes.is_empty() {
+        sink.info(&format!(
+            "notice: workflow {} has no job {}; skipped",
+            workflow.name,
+            settings.job_filter.as_deref().unwrap_or("")
+        ));
+        result.status = Status::Skipped;
+        return result;
+    }
+    if has_cycle(&nodes) {
+        sink.info("error: Circular dependency detected in job graph");
+        result.status = Status::Failed;
+        return result;
+    }
+    let dyn_sink: Arc<dyn LogSink> = sink.clone();
+    // Workflow rules: once, before any job (cli.md §6.1 step 7).
+    if workflow.rules.as_ref().is_some_and(|r| !r.is_empty())
+        && let Some(first) = nodes.first()
+    {
+        let req = request_for_node(settings, workflow, first, inputs, secrets);
+        match workflow_rules(&req, dyn_sink.clone()).await {
+            Ok(outcome) => {
+                for r in &outcome.results {
+                    sink.rule_line(None, "workflow", r);
+                }
+                result.rule_results = outcome.results.clone();
+                if !outcome.passed {
+                    for node in &nodes {
+                        result.jobs.push(JobResult::not_run(
+                            &node.name,
+                            Status::Skipped,
+                            Some(SkipReason::WorkflowRules),
+                        ));
+                        result
+                            .reasons
+                            .insert(node.name.clone(), "skipped: workflow rules".into());
+                    }
+                    result.status = Status::Skipped;
+                    result.duration_ms = started.elapsed().as_millis() as u64;
+                    return result;
+                }
+            }
+            Err(e) => {
+                sink.info(&format!("error: workflow rules: {e}"));
+                result.status = Status::Failed;
+                return result;
+            }
+        }
+    }
+
+    let (done_tx, mut done_rx) = mpsc::channel::<(usize, JobResult)>(64);
+    let (job_cancel_tx, job_cancel_rx) = watch::channel(Cancel::None);
+    let mut outer_cancel = cancel.clone();
+    let mut running = 0usize;
+    let mut stop_all = false;
+    loop {
+        // Settle nodes whose fate is known without running them.
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            for i in 0..nodes.len() {
+                if nodes[i].result.is_some() || nodes[i].name.is_empty() {
+                    continue;
+                }
+                if let Some((status, error)) = nodes[i].preset.clone() {
+                    let mut r = JobResult::not_run(&nodes[i].name, status, None);
+                    r.error = Some(error.clone());
+                    sink.job_line(&nodes[i].name, &format!("✗ Failed: {error}"));
+                    nodes[i].result = Some(r);
+                    progressed = true;
+                    continue;
+                }
+                if stop_all {
+                    nodes[i].result = Some(JobResult::not_run(
+                        &nodes[i].name,
+                        Status::Skipped,
+                        Some(SkipReason::FailFast),
+                    ));
+                    result.reasons.insert(
+                        nodes[i].name.clone(),
+                        "skipped: fail-fast after an earlier failure".into(),
+                    );
+                    progressed = true;
+                    continue;
+                }
+                let upstream_done = nodes[i]
+                    .upstream
+                    .iter()
+                    .all(|(u, _)| nodes[*u].result.is_some());
+                if !upstream_done {
+                    continue;
+                }
+                let blocked = nodes[i].upstream.iter().find(|(u, run_on)| {
+                    nodes[*u]
+                        .result
+                        .as_ref()
+                        .is_some_and(|r| !edge_satisfied(r, run_on))
+                });
+                if let Some((u, _)) = blocked {
+                    let up = &nodes[*u];
+                    let status = up.result.as_ref().map(|r| r.status.as_str()).unwrap_or("");
+                    let reason = format!("skipped: upstream {} {}", up.name, status);
+                    sink.job_line(&nodes[i].name, &format!("Skipped ({})", &reason[9..]));
+                    result.reasons.insert(nodes[i].name.clone(), reason);
+                    nodes[i].result = Some(JobResult::not_run(
+                        &nodes[i].name,
+                        Status::Skipped,
+                        Some(SkipReason::Upstream),
+                    ));
+                    progressed = true;
+                }
+            }
+        }
+        // Start ready jobs.
+        for i in 0..nodes.len() {
+            if running >= settings.concurrency || stop_all {
+                break;
+            }
+            if nodes[i].result.is_some() || nodes[i].name.is_empty() {
+                continue;
+            }
+            if !nodes[i]
+                .upstream
+                .iter()
+                .all(|(u, _)| nodes[*u].result.is_some())
+            {
+                continue;
+            }
+            let (outputs, needs) = upstream_context(&nodes, i);
+            let mut req = request_for_node(settings, workflow, &nodes[i], inputs, secrets);
+            req.upstream_outputs = outputs;
+            if !nodes[i].lock.needs.is_empty() {
+                req.needs = Some(needs);
+            }
+            // Mark as started: an empty name is never scheduled twice.
+            let name = std::mem::take(&mut nodes[i].name);
+            let tx = done_tx.clone();
+            let job_sink = dyn_sink.clone();
+            let rx = job_cancel_rx.clone();
+            tokio::task::spawn_local(async move {
+                let r = run_job(req, job_sink, rx).await;
+                let _ = tx.send((i, r)).await;
+            });
+            nodes[i].result = None;
+            nodes[i].preset = None;
+            let _ = name;
+            running += 1;
+        }
+        let all_done = nodes.iter().all(|n| n.result.is_some());
+        if running == 0 {
+            if all_done {
+                break;
+            }
+            // Nothing runs and nothing can start: only possible after stop_all.
+            if stop_all
+                || nodes
+                    .iter()
+                    .all(|n| n.result.is_some() || n.name.is_empty())
+            {
+                for n in nodes.iter_mut().filter(|n| n.result.is_none()) {
+                    n.result = Some(JobResult::not_run(
+                        &n.base,
+                        Status::Skipped,
+                        Some(SkipReason::FailFast),
+                    ));
+                }
+                break;
+            }
+        }
+        tokio::select! {
+            Some((i, r)) = done_rx.recv() => {
+                running -= 1;
+                nodes[i].name = r.name.clone();
+                if r.status == Status::Failed && !settings.keep_going {
+                    stop_all = true;
+                    let _ = job_cancel_tx.send(Cancel::Graceful);
+                }
+                nodes[i].result = Some(r);
+            }
+            c = async { loop { if outer_cancel.changed().await.is_err() { std::future::pending::<()>().await; } let v = *outer_cancel.borrow(); if v != Cancel::None { return v; } } } => {
+                stop_all = true;
+                let _ = job_cancel_tx.send(c);
+            }
+        }
+    }
+    result.jobs = nodes.into_iter().filter_map(|n| n.result).collect();
+    let statuses: Vec<Status> = result.jobs.iter().map(|j| j.status).collect();
+    result.status = if statuses.contains(&Status::Failed) {
+        Status::Failed
+    } else if statuses.contains(&Status::Cancelled) {
+        Status::Cancelled
+    } else if !statuses.is_empty() && statuses.iter().all(|s| *s == Status::Skipped) {
+        Status::Skipped
+    } else {
+        Status::Success
+    };
+    // Workflow hooks, once per run (sdk.md §11.1).
+    let has_hooks = workflow.has_on_success
+        || workflow.has_on_failure
+        || workflow.has_on_cancel
+        || workflow.has_cleanup;
+    if has_hooks && result.status != Status::Skipped {
+        let representative = plan_nodes(workflow, None).0.into_iter().next();
+        if let Some(node) = representative {
+            let req = request_for_node(settings, workflow, &node, inputs, secrets);
+            let kind = match result.status {
+                Status::Success => "onSuccess",
+                Status::Cancelled => "onCancel",
+                _ => "onFailure",
+            };
+            let outcome = json!({"status": result.status.as_str(), "duration": started.elapsed().as_millis() as u64, "stepOutputs": {}});
+            for k in [kind, "cleanup"] {
+                if let Err(e) = workflow_hook(&req, dyn_sink.clone(), k, outcome.clone()).await {
+                    sink.info(&format!(
+                        "[{}] workflow hook {k} failed: {e}",
+                        workflow.name
+                    ));
+                }
+            }
+        }
+    }
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    result
+}
+
+// ------------------------------------------------------------------------------ output
+
+/// Prints job events live: `[job] line`, `[job › step] line` inside parallel groups.
+struct Printer {
+    style: Style,
+    /// stdout for humans, stderr with --json, nothing with --quiet.
+    to_stderr: bool,
+    quiet: bool,
+    lock: Mutex<()>,
+}
+
+impl Printer {
+    fn new(global: &GlobalArgs) -> Self {
+        let to_stderr = global.json;
+        let color = !global.no_color
+            && std::env::var_os("NO_COLOR").is_none()
+            && if to_stderr {
+                std::io::stderr().is_terminal()
+            } else {
+                std::io::stdout().is_terminal()
+            };
+        Printer {
+            style: Style { color },
+            to_stderr,
+            quiet: global.quiet,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn write(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        let _guard = self.lock.lock();
+        if self.to_stderr {
+            let _ = writeln!(std::io::stderr(), "{text}");
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        }
+    }
+
+    fn info(&self, text: &str) {
+        self.write(text);
+    }
+
+    fn prefix(&self, job: &str, step: Option<&str>, parallel: bool) -> String {
+        let label = match step {
+            Some(s) if parallel => format!("[{job} › {s}]"),
+            _ => format!("[{job}]"),
+        };
+        self.style.paint("36", &label)
+    }
+
+    fn job_line(&self, job: &str, text: &str) {
+        self.write(&format!("{} {text}", self.prefix(job, None, false)));
+    }
+
+    fn rule_line(&self, job: Option<&str>, what: &str, r: &kici_runtime::job::RuleResult) {
+        let verdict = if r.passed {
+            self.style.ok("passed")
+        } else {
+            let detail = r
+                .error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            self.style.fail(&format!("failed{detail}"))
+        };
+        let text = format!("{what} rule \"{}\": {verdict}", r.label);
+        match job {
+            Some(j) => self.job_line(j, &text),
+            None => self.write(&text),
+        }
+    }
+}
+
+impl LogSink for Printer {
+    fn emit(&self, job: &str, event: JobEvent) {
+        match event {
+            JobEvent::Started => self.job_line(job, "Starting..."),
+            JobEvent::Rule { step, result } => {
+                let what = if step.is_some() { "step" } else { "job" };
+                self.rule_line(Some(job), what, &result)
+            }
+            JobEvent::StepStarted { step, parallel } => self.write(&format!(
+                "{} -> {step}",
+                self.prefix(job, Some(&step), parallel)
+            )),
+            JobEvent::Line {
+                step,
+                parallel,
+                stream,
+                text,
+            } => {
+                let text = if stream == LogStream::Stderr
+                    && self.style.color
+                    && text.starts_with("[error]")
+                {
+                    self.style.paint("31", &text)
+                } else {
+                    text
+                };
+                self.write(&format!(
+                    "{} {text}",
+                    self.prefix(job, step.as_deref(), parallel)
+                ))
+            }
+            JobEvent::StepFinished {
+                step,
+                parallel,
+                result,
+            } => {
+                let p = self.prefix(job, Some(&step), parallel);
+                let line = match result.status {
+                    Status::Success => self.style.ok(&format!("{step} ({}ms)", result.duration_ms)),
+                    Status::Failed if result.continued_on_error => self.style.paint(
+                        "33",
+                        &format!(
+                            "✗ {step}: {} (continued on error)",
+                            result.error.unwrap_or_default()
+                        ),
+                    ),
+                    Status::Failed => self
+                        .style
+                        .fail(&format!("{step}: {}", result.error.unwrap_or_default())),
+                    Status::Skipped => format!(
+                        "- {step} skipped{}",
+                        result
+                            .skip_reason
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    ),
+                    Status::Cancelled => format!("- {step} cancelled"),
+                };
+                self.write(&format!("{p} {line}"))
+            }
+            JobEvent::HookFinished { hook } => {
+                if hook.status != Status::Success {
+                    self.job_line(
+                        job,
+                        &self.style.fail(&format!(
+                            "{}: {}",
+                            hook.name,
+                            hook.error.unwrap_or_default()
+                        )),
+                    );
+                }
+            }
+            JobEvent::Finished {
+                status,
+                duration_ms,
+                error,
+            } => {
+                let text = match status {
+                    Status::Success => self.style.ok(&format!("Complete ({duration_ms}ms)")),
+                    Status::Skipped => format!("Skipped ({duration_ms}ms)"),
+                    Status::Cancelled => format!("Cancelled ({duration_ms}ms)"),
+                    Status::Failed => self.style.fail(&format!(
+                        "Failed ({duration_ms}ms){}",
+                        error.map(|e| format!(": {e}")).unwrap_or_default()
+                    )),
+                };
+                self.job_line(job, &text)
+            }
+        }
+    }
+}
+
+fn marker(status: Status) -> &'static str {
+    match status {
+        Status::Success => "[ok]",
+        Status::Failed => "[fail]",
+        Status::Skipped => "[skip]",
+        Status::Cancelled => "[cancel]",
+    }
+}
+
+fn render_summary(results: &[WorkflowResult], total: Duration, style: &Style) -> String {
+    let overall = overall_status(results);
+    let mut s = String::from("\n=== EXECUTION SUMMARY ===\n\n");
+    let status_text = overall.as_str().to_uppercase();
+    let painted = match overall {
+        Status::Success => style.paint("32;1", &status_text),
+        Status::Failed | Status::Cancelled => style.paint("31;1", &status_text),
+        Status::Skipped => style.paint("33;1", &status_text),
+    };
+    s.push_str(&format!("Status: {painted}\n"));
+    for w in results {
+        s.push_str(&format!("\nWorkflow: {} ({}ms)\n", w.name, w.duration_ms));
+        for r in &w.rule_results {
+            let v = if r.passed {
+                "✓ passed".to_string()
+            } else {
+                format!(
+                    "✗ failed{}",
+                    r.error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                )
+            };
+            s.push_str(&format!("    rule \"{}\": {v}\n", r.label));
+        }
+        for j in &w.jobs {
+            let mut line = format!("  {} {} ({}ms)", marker(j.status), j.name, j.duration_ms);
+            if let Some(reason) = w.reasons.get(&j.name) {
+                line.push_str(&format!(" — {reason}"));
+            } else if let Some(reason) = j.skip_reason {
+                line.push_str(&format!(
+                    " — skipped: {}",
+                    serde_json::to_value(reason)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                ));
+            } else if let Some(e) = &j.error {
+                line.push_str(&format!(" — {}", e.lines().next().unwrap_or("")));
+            }
+            s.push_str(&line);
+            s.push('\n');
+            for r in &j.rule_results {
+                let v = if r.passed {
+                    "✓ passed".to_string()
+                } else {
+                    format!(
+                        "✗ failed{}",
+                        r.error
+                            .as_ref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    )
+                };
+                s.push_str(&format!("    rule \"{}\": {v}\n", r.label));
+            }
+            for st in &j.steps {
+                s.push_str(&format!(
+                    "    {} {} ({}ms)\n",
+                    marker(st.status),
+                    st.name,
+                    st.duration_ms
+                ));
+            }
+        }
+    }
+    s.push_str(&format!("\nTotal duration: {}ms\n", total.as_millis()));
+    s
+}
+
+fn overall_status(results: &[WorkflowResult]) -> Status {
+    let statuses: Vec<Status> = results.iter().map(|w| w.status).collect();
+    if statuses.contains(&Status::Failed) {
+        Status::Failed
+    } else if statuses.contains(&Status::Cancelled) {
+        Status::Cancelled
+    } else if !statuses.is_empty() && statuses.iter().all(|s| *s == Status::Skipped) {
+        Status::Skipped
+    } else {
+        Status::Success
+    }
+}
+
+fn json_report(results: &[WorkflowResult], total: Duration) -> String {
+    let workflows: Vec<Value> = results
+        .iter()
+        .map(|w| {
+            let mut o =
+                json!({"name": w.name, "status": w.status.as_str(), "durationMs": w.duration_ms});
+            if !w.rule_results.is_empty() {
+                o["ruleResults"] = serde_json::to_value(&w.rule_results).unwrap_or(Value::Null);
+            }
+            o["jobs"] = serde_json::to_value(&w.jobs).unwrap_or(Value::Null);
+            o
+        })
+        .collect();
+    let count = |s: Status| results.iter().filter(|w| w.status == s).count();
+    json!({
+        "workflows": workflows,
+        "summary": {
+            "totalWorkflows": results.len(),
+            "passed": count(Status::Success),
+            "failed": count(Status::Failed) + count(Status::Cancelled),
+            "skipped": count(Status::Skipped),
+            "totalDurationMs": total.as_millis() as u64,
+        }
+    })
+    .to_string()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.chars()
+        .filter(|c| !matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}'))
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&apos;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn junit_report(results: &[WorkflowResult], total: Duration) -> String {
+    let all: Vec<&JobResult> = results.iter().flat_map(|w| w.jobs.iter()).collect();
+    let failures = all
+        .iter()
+        .filter(|j| matches!(j.status, Status::Failed | Status::Cancelled))
+        .count();
+    let skipped = all.iter().filter(|j| j.status == Status::Skipped).count();
+    let mut s = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"kici-local\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
+        all.len(),
+        total.as_secs_f64()
+    );
+    for w in results {
+        let f = w
+            .jobs
+            .iter()
+            .filter(|j| matches!(j.status, Status::Failed | Status::Cancelled))
+            .count();
+        let sk = w
+            .jobs
+            .iter()
+            .filter(|j| j.status == Status::Skipped)
+            .count();
+        s.push_str(&format!(
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" skipped=\"{sk}\" time=\"{:.3}\">\n",
+            xml_escape(&w.name),
+            w.jobs.len(),
+            w.duration_ms as f64 / 1000.0
+        ));
+        for j in &w.jobs {
+            s.push_str(&format!(
+                "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
+                xml_escape(&w.name),
+                xml_escape(&j.name),
+                j.duration_ms as f64 / 1000.0
+            ));
+            match j.status {
+                Status::Failed | Status::Cancelled => {
+                    let message = j
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| j.status.as_str().to_string());
+                    let details: Vec<String> = j
+                        .steps
+                        .iter()
+                        .filter(|st| st.status == Status::Failed)
+                        .map(|st| format!("{}: {}", st.name, st.error.clone().unwrap_or_default()))
+                        .collect();
+                    s.push_str(&format!(
+                        ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
+                        xml_escape(&message),
+                        xml_escape(&details.join("\n"))
+                    ));
+                }
+                Status::Skipped => {
+                    let reason = w
+                        .reasons
+                        .get(&j.name)
+                        .cloned()
+                        .unwrap_or_else(|| "skipped".into());
+                    s.push_str(&format!(
+                        ">\n      <skipped message=\"{}\"/>\n    </testcase>\n",
+                        xml_escape(&reason)
+                    ));
+                }
+                Status::Success => s.push_str("/>\n"),
+            }
+        }
+        s.push_str("  </testsuite>\n");
+    }
+    s.push_str("</testsuites>\n");
+    s
+}
+
+// ------------------------------------------------------------------------------ secrets
+
+/// Local secrets (sdk.md §13): `.kici/.secrets` (INI), `.kici/.env.local`, `--secret-file`;
+/// global entries plus the `default` section. Returns (global, sections).
+type Secrets = (
+    BTreeMap<String, String>,
+    BTreeMap<String, BTreeMap<String, String>>,
+);
+
+fn load_secrets(kici_dir: &Path, files: &[PathBuf]) -> Result<Secrets, String> {
+    let mut global = BTreeMap::new();
+    let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    if let Ok(text) = std::fs::read_to_string(kici_dir.join(".secrets")) {
+        let mut section: Option<String> = None;
+        for line in text.lines() {
+            let t = line.trim();
+            if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
+                continue;
+            }
+            if t.starts_with('[') && t.ends_with(']') {
+                section = Some(t[1..t.len() - 1].trim().to_string());
+                continue;
+            }
+            if let Some((k, v)) = t.split_once('=') {
+                let (k, v) = (k.trim().to_string(), v.trim().to_string());
+                match &section {
+                    None => global.insert(k, v),
+                    Some(s) => sections.entry(s.clone()).or_default().insert(k, v),
+                };
+            }
+        }
+    }
+    let dotenv = |text: &str, into: &mut BTreeMap<String, String>| {
+        for line in text.lines() {
+            let t = line.trim();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            let t = t.strip_prefix("export ").unwrap_or(t);
+            if let Some((k, v)) = t.split_once('=') {
+                let v = v.trim();
+                let v = if v.len() >= 2
+                    && ((v.starts_with('"') && v.ends_with('"'))
+                        || (v.starts_with('\'') && v.ends_with('\'')))
+                {
+                    &v[1..v.len() - 1]
+                } else {
+                    v
+                };
+                into.insert(k.trim().to_string(), v.to_string());
+            }
+        }
+    };
+    if let Ok(text) = std::fs::read_to_string(kici_dir.join(".env.local")) {
+        dotenv(&text, &mut global);
+    }
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("--secret-file {}: {e}", file.display()))?;
+        dotenv(&text, &mut global);
+    }
+    Ok((global, sections))
+}
+
+fn merge_secrets(
+    files: &Secrets,
+    cli: &[(String, String)],
+    environment: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut out = files.0.clone();
+    if let Some(section) = files.1.get(environment.unwrap_or("default")) {
+        out.extend(section.clone());
+    }
+    for (k, v) in cli {
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+// ------------------------------------------------------------------------------ workspace
+
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n.div_ceil(2)];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_ok();
+    if !ok {
+        let seed = Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (seed >> ((i % 8) * 8)) as u8;
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()[..n].to_string()
+}
+
+fn git_output(root: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(root)
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out.stdout)
+}
+
+/// `$KICI_RUN_DIR/kici-run-<6 hex>`: a clone of HEAD plus the working tree's uncommitted
+/// changes (modified, staged, untracked-not-ignored; deletions applied) — cli.md §6.1 step 6.
+fn isolated_checkout(git_root: &Path) -> Result<PathBuf, String> {
+    if !git_root.join(".git").exists() {
+        return Err("not a git repository — use --in-place".to_string());
+    }
+    let parent = std::env::var_os("KICI_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    let dir = parent.join(format!("kici-run-{}", random_hex(6)));
+    let has_head = git_output(git_root, &["rev-parse", "--verify", "--quiet", "HEAD"]).is_ok();
+    if has_head {
+        let out = Command::new("git")
+            .args(["clone", "--no-hardlinks", "--quiet"])
+            .arg(git_root)
+            .arg(&dir)
+            .output()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "git clone failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let head = String::from_utf8_lossy(&git_output(git_root, &["rev-parse", "HEAD"])?)
+            .trim()
+            .to_string();
+        git_output(&dir, &["checkout", "--quiet", "--detach", &head])?;
+    } else {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let status = git_output(
+        git_root,
+        &["status", "--porcelain=v1", "-z", "--untracked-files=all"],
+    )?;
+    let text = String::from_utf8_lossy(&status).into_owned();
+    let mut entries = text.split('\0').filter(|e| !e.is_empty());
+    while let Some(entry) = entries.next() {
+        if entry.len() < 4 {
+            continue;
+        }
+        let code = &entry[..2];
+        let path = &entry[3..];
+        // Renames and copies carry the old path as a second field; a rename removes it.
+        if (code.starts_with('R') || code.starts_with('C'))
+            && let Some(old) = entries.next()
+            && code.starts_with('R')
+        {
+            let _ = std::fs::remove_file(dir.join(old));
+        }
+        let src = git_root.join(path);
+        let dst = dir.join(path);
+        if code.contains('D') && !src.exists() {
+            let _ = std::fs::remove_file(&dst);
+            continue;
+        }
+        if src.is_file() {
+            if let Some(p) = dst.parent() {
+                std::fs::create_dir_all(p)
+                    .map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+            }
+            std::fs::copy(&src, &dst).map_err(|e| format!("cannot copy {path}: {e}"))?;
+        }
+    }
+    Ok(dir)
+}
