@@ -7,16 +7,20 @@
 //! argument, so every tier (compiler, orchestrator, agent) can reuse it and plain data
 //! tests it.
 
+pub mod api;
 pub mod collate;
 pub mod event;
 pub mod glob;
 pub mod json;
 pub mod jsonpath;
+pub mod labels;
 pub mod lock;
 pub mod matrix;
+pub mod protocol;
 pub mod provider;
 pub mod shell;
 pub mod signature;
 pub mod simulate;
+pub mod state;
 pub mod trigger;
 pub mod validate;

@@ -5,6 +5,7 @@ mod lock;
 mod matrix;
 mod preview_events;
 mod providers;
+mod protocol;
 mod shell;
 mod triggers;
 
