@@ -187,7 +187,8 @@ impl JobHost for ExecHost {
             match result {
                 Ok(out) => CommandOutput {
                     stdout: out.stdout_text(),
-                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                    stderr: out.stderr_text(),
+                    stderr_tail: out.stderr_tail_text(),
                     stdall: out.combined_text(),
                     exit_code: out.exit_code,
                     signal: out.signal_name().map(str::to_string),
@@ -195,6 +196,7 @@ impl JobHost for ExecHost {
                 },
                 Err(e) => CommandOutput {
                     stderr: e.to_string(),
+                    stderr_tail: e.to_string(),
                     stdall: e.to_string(),
                     exit_code: Some(1),
                     ..CommandOutput::default()

@@ -116,17 +116,8 @@ pub struct StepResult {
     pub continued_on_error: bool,
 }
 
-/// One evaluated rule (`{label, passed, durationMs}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RuleResult {
-    pub label: String,
-    pub passed: bool,
-    pub duration_ms: u64,
-    /// Why the rule failed, when it threw or explained itself.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+/// One evaluated rule (`{label, passed, durationMs, error?}`), as the runtime reports it.
+pub use kici_runtime::job::RuleResult;
 
 /// Workflow counts. A cancelled workflow counts as failed, so that `passed + failed +
 /// skipped = totalWorkflows`.

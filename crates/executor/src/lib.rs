@@ -21,41 +21,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use job::{run_job, workflow_hook, workflow_rules};
+pub use junit::{SkipReason, Status};
 pub use kici_runtime::job::LogStream;
 
 /// Default per-attempt step timeout (`KICI_DEFAULT_STEP_TIMEOUT_MS`, 30 min).
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
-/// Terminal status of a job, step or hook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Success,
-    Failed,
-    Skipped,
-    Cancelled,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Success => "success",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-            Status::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Why a job was skipped (`cli.md` §6.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SkipReason {
-    JobRules,
-    WorkflowRules,
-    Upstream,
-    FailFast,
-}
 
 /// A cancel request (`agent.md` §10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -261,6 +231,35 @@ impl JobResult {
             hooks: Vec::new(),
             outputs: Map::new(),
             step_count: 0,
+        }
+    }
+
+    /// The job as the `--json` and JUnit reports show it (`cli.md` §6.4): hooks, outputs and
+    /// step details the spec does not list are left out.
+    pub fn report(&self) -> junit::JobResult {
+        junit::JobResult {
+            name: self.name.clone(),
+            status: self.status,
+            duration_ms: self.duration_ms,
+            matrix_values: self.matrix_values.clone(),
+            skip_reason: self.skip_reason,
+            error: self.error.clone(),
+            rule_results: self.rule_results.clone(),
+            steps: self.steps.iter().map(StepResult::report).collect(),
+        }
+    }
+}
+
+impl StepResult {
+    /// The step as the `--json` and JUnit reports show it (`cli.md` §6.4).
+    pub fn report(&self) -> junit::StepResult {
+        junit::StepResult {
+            name: self.name.clone(),
+            status: self.status,
+            duration_ms: self.duration_ms,
+            attempts: self.attempts,
+            error: self.error.clone(),
+            continued_on_error: self.continued_on_error,
         }
     }
 }

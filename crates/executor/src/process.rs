@@ -260,6 +260,21 @@ impl ProcessOutput {
         String::from_utf8_lossy(&self.combined).into_owned()
     }
 
+    /// [`ProcessOutput::stderr_tail`] as text: the real end of stderr even when the capture
+    /// was truncated, without a character cut in half at its start.
+    pub fn stderr_tail_text(&self) -> String {
+        let cut = if self.stderr_total > self.stderr_tail.len() as u64 {
+            self.stderr_tail
+                .iter()
+                .take(3)
+                .take_while(|b| (*b & 0xc0) == 0x80)
+                .count()
+        } else {
+            0
+        };
+        String::from_utf8_lossy(&self.stderr_tail[cut..]).into_owned()
+    }
+
     /// `"SIGTERM"` etc. for [`ProcessOutput::signal`].
     pub fn signal_name(&self) -> Option<&'static str> {
         self.signal.map(signal_name)
@@ -269,7 +284,7 @@ impl ProcessOutput {
     /// the `$` in the original `.ts` (`file:line:col`, omitted when unknown), the exit code with
     /// its meaning, or `null` and the signal.
     pub fn zx_message(&self, call_site: Option<&str>) -> String {
-        let mut msg = String::from_utf8_lossy(&self.stderr_tail).into_owned();
+        let mut msg = self.stderr_tail_text();
         msg.push('\n');
         if let Some(site) = call_site {
             msg.push_str("    at ");
@@ -848,6 +863,22 @@ mod tests {
             output(Some(2), None, "x").zx_message(None),
             "x\n\n    exit code: 2 (Misuse of shell builtins)"
         );
+    }
+
+    #[test]
+    fn stderr_tail_text_is_the_real_end_without_a_split_character() {
+        let mut out = output(Some(1), None, "head only");
+        // The capture kept the start; the tail is the true end and starts inside a `ü`.
+        out.stderr_total = 1_000_000;
+        out.stderr_tail = "xüend".as_bytes()[2..].to_vec();
+        assert_eq!(out.stderr_text(), "head only");
+        assert_eq!(out.stderr_tail_text(), "end");
+        assert!(out.zx_message(None).starts_with("end\n"));
+        // A complete stderr is never trimmed, even when it starts with a stray byte.
+        let mut whole = output(Some(1), None, "");
+        whole.stderr_tail = vec![0x80, b'a'];
+        whole.stderr_total = 2;
+        assert_eq!(whole.stderr_tail_text(), "\u{fffd}a");
     }
 
     #[test]

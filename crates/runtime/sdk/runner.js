@@ -281,7 +281,8 @@ function callSiteOfDollar() {
 }
 
 function failureMessage(r, command, site) {
-  const stderr = r.stderr.length > STDERR_TAIL ? r.stderr.slice(-STDERR_TAIL) : r.stderr;
+  const full = isString(r.stderrTail) ? r.stderrTail : r.stderr;
+  const stderr = full.length > STDERR_TAIL ? full.slice(-STDERR_TAIL) : full;
   let message = `${stderr}\n`;
   if (site) message += `    at ${site}\n`;
   if (r.exitCode === null || r.exitCode === undefined) message += `    exit code: null\n    signal: ${r.signal}`;

@@ -9,7 +9,7 @@ use rquickjs::{
 };
 
 use crate::modules::{self, Registry, SharedRegistry, WorkflowLoader, WorkflowResolver};
-use crate::strip::Position;
+use crate::stack::{self, Anchor, describe_thrown, first_user_frame, map_stack};
 use crate::{LoadError, LoadErrorKind, SourcePosition, purity, sdk, shims};
 
 /// Settings of one evaluator.
@@ -289,10 +289,12 @@ impl Evaluator {
             _ => (default_kind, message),
         };
         let registry = modules::lock(&self.registry);
-        let mapped_stack = stack.as_deref().map(|s| map_stack(&registry, s));
+        let mapped_stack = stack
+            .as_deref()
+            .map(|s| map_stack(&registry, s, Anchor::Callee));
         let position = stack
             .as_deref()
-            .and_then(|s| first_user_frame(&registry, s));
+            .and_then(|s| first_user_frame(&registry, s, Anchor::Callee));
         LoadError {
             kind,
             message,
@@ -427,7 +429,6 @@ fn node_arch() -> &'static str {
     }
 }
 
-/// Message and stack of a thrown value, as `Name: message` like Node prints it.
 /// Whether an error's stack says it was raised by the parser rather than by running code:
 /// parse errors carry at most bare `at <module>:<line>:<col>` frames, while anything raised
 /// at run time has a function frame (`at <anonymous> (…)`) or comes from `eval`/`Function`
@@ -439,137 +440,11 @@ fn is_compile_time(stack: Option<&str>) -> bool {
     })
 }
 
-fn describe_thrown(value: &Value<'_>) -> (String, Option<String>) {
-    // Reading properties or converting may run user code (getters, `toString`) that throws
-    // again; such a secondary exception is discarded, never left pending.
-    let ctx = value.ctx();
-    let settle = |result: rquickjs::Result<Option<String>>| match result {
-        Ok(value) => value,
-        Err(error) => {
-            if matches!(error, JsError::Exception) {
-                let _ = ctx.catch();
-            }
-            None
-        }
-    };
-    if let Some(object) = value.as_object() {
-        let message = settle(object.get("message"));
-        let name = settle(object.get("name"));
-        let stack = settle(object.get("stack"));
-        if let Some(message) = message {
-            let text = match name.as_deref() {
-                Some("Error") | None => message,
-                Some(name) => format!("{name}: {message}"),
-            };
-            return (text, stack);
-        }
-    }
-    // Anything else thrown (`throw 42`, `throw null`, `throw {}`) reads as JavaScript's
-    // `String(value)` would.
-    let text = settle(
-        value
-            .get::<rquickjs::convert::Coerced<String>>()
-            .map(|s| Some(s.0)),
-    )
-    .unwrap_or_else(|| format!("a thrown {}", value.type_name()));
-    (text, None)
-}
-
-/// Maps a stack position (the module's absolute path as QuickJS names it, stripped-code
-/// position) to the callee token in the original source.
-fn locate(
-    registry: &Registry,
-    file: &str,
-    generated: Position,
-    hint: Option<&str>,
-) -> Option<SourcePosition> {
-    let module = registry.modules.get(file)?;
-    let position = match &module.stripped {
-        Some(stripped) => {
-            let original = stripped.original_position(generated)?;
-            stripped.callee_at(original, hint)
-        }
-        None => generated,
-    };
-    Some(SourcePosition {
-        file: module.relative.clone(),
-        line: position.line,
-        column: position.column,
-    })
-}
-
-/// `    at name (file:line:col)` or `    at file:line:col` → (file, position).
-fn parse_frame(line: &str) -> Option<(&str, Position)> {
-    let rest = line.trim().strip_prefix("at ")?;
-    let location = match rest.rfind('(') {
-        Some(open) if rest.ends_with(')') => &rest[open + 1..rest.len() - 1],
-        _ => rest,
-    };
-    let mut parts = location.rsplitn(3, ':');
-    let column = parts.next()?.parse().ok()?;
-    let line = parts.next()?.parse().ok()?;
-    let file = parts.next()?;
-    Some((file, Position { line, column }))
-}
-
-fn first_user_frame(registry: &Registry, stack: &str) -> Option<SourcePosition> {
-    stack
-        .lines()
-        .filter_map(parse_frame)
-        .find_map(|(file, position)| locate(registry, file, position, None))
-}
-
-/// Rewrites every frame that points into a user module to its original `.ts` position and
-/// repo-relative path; frames inside our own modules are dropped.
-fn map_stack(registry: &Registry, stack: &str) -> String {
-    stack
-        .lines()
-        .filter_map(|line| match parse_frame(line) {
-            Some((file, position)) => match locate(registry, file, position, None) {
-                Some(p) => Some(line.replace(
-                    &format!("{file}:{}:{}", position.line, position.column),
-                    &p.to_string(),
-                )),
-                None if file.starts_with("kici:") || file.starts_with("node:") => None,
-                None => Some(line.to_string()),
-            },
-            None => Some(line.to_string()),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn install_host<'js>(ctx: &Ctx<'js>, evaluator: &Evaluator) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
-    let registry = evaluator.registry.clone();
     host.set(
         "location",
-        Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>,
-                  file: String,
-                  line: u32,
-                  column: u32,
-                  hint: rquickjs::prelude::Opt<String>|
-                  -> rquickjs::Result<Value<'js>> {
-                let registry = modules::lock(&registry);
-                match locate(
-                    &registry,
-                    &file,
-                    Position { line, column },
-                    hint.0.as_deref(),
-                ) {
-                    Some(p) => {
-                        let o = Object::new(ctx)?;
-                        o.set("file", p.file)?;
-                        o.set("line", p.line)?;
-                        o.set("column", p.column)?;
-                        Ok(o.into_value())
-                    }
-                    None => Ok(Value::new_null(ctx)),
-                }
-            },
-        )?,
+        stack::location_function(ctx, evaluator.registry.clone(), Anchor::Callee)?,
     )?;
     host.set(
         "purity",
@@ -629,6 +504,7 @@ fn install_host<'js>(ctx: &Ctx<'js>, evaluator: &Evaluator) -> rquickjs::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::{locate, parse_frame};
 
     fn evaluator_for(files: &[(&str, &str)]) -> (tempfile::TempDir, Evaluator) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -670,7 +546,8 @@ mod tests {
         let registry = modules::lock(&evaluator.registry);
         let frames: Vec<_> = stack.lines().filter_map(parse_frame).collect();
         let caller = frames.get(1).expect("two frames");
-        let mapped = locate(&registry, caller.0, caller.1, Some("step")).expect("mapped");
+        let mapped =
+            locate(&registry, caller.0, caller.1, Some("step"), Anchor::Callee).expect("mapped");
         assert_eq!(
             (mapped.file.as_str(), mapped.line, mapped.column),
             ("w.ts", 9, 30),

@@ -13,6 +13,7 @@ mod modules;
 pub mod purity;
 mod sdk;
 mod shims;
+mod stack;
 pub mod strip;
 
 use std::fmt;

@@ -4,4 +4,5 @@ mod support;
 
 mod jobs;
 mod processes;
+mod quoting;
 mod secrets;

@@ -11,6 +11,7 @@ use kici_engine::lock::LockFile;
 use kici_engine::simulate::{self, ChangedFilesQuery, GitFacts};
 
 use super::compile::request_for;
+use super::gitdir;
 use super::output::{Style, banner, print_diagnostics};
 use super::repo::locate;
 use super::{GlobalArgs, exit};
@@ -161,14 +162,19 @@ fn exit_code(code: i32) -> u8 {
 /// Every fact is optional: outside a repository or on an unborn branch the event falls back
 /// to the defaults.
 pub fn git_facts(root: &Path, query: ChangedFilesQuery) -> GitFacts {
-    let current_branch = git(root, &["symbolic-ref", "--quiet", "--short", "HEAD"]);
-    let head_sha = git(root, &["rev-parse", "--verify", "--quiet", "HEAD"]);
-    let repo = git(root, &["config", "--get", "remote.origin.url"])
-        .and_then(|url| repo_from_url(&url))
-        .or_else(|| {
-            root.file_name()
-                .map(|n| format!("local/{}", n.to_string_lossy()))
-        });
+    let (current_branch, head_sha) = match gitdir::read_head(root) {
+        Some(head) => (head.branch, head.sha),
+        None => (
+            git(root, &["symbolic-ref", "--quiet", "--short", "HEAD"]),
+            git(root, &["rev-parse", "--verify", "--quiet", "HEAD"]),
+        ),
+    };
+    let origin = gitdir::origin_url(root)
+        .unwrap_or_else(|| git(root, &["config", "--get", "remote.origin.url"]));
+    let repo = origin.and_then(|url| repo_from_url(&url)).or_else(|| {
+        root.file_name()
+            .map(|n| format!("local/{}", n.to_string_lossy()))
+    });
     let changed_files = match query {
         ChangedFilesQuery::Given | ChangedFilesQuery::None => None,
         ChangedFilesQuery::WorkingTreeOrHead => {

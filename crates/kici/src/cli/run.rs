@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,8 @@ use kici_compiler::preview::{
 };
 use kici_engine::lock::{LockFile, LockJob, LockMatrix, LockNeed, LockStepEntry, LockWorkflow};
 use kici_engine::simulate;
+use kici_executor::junit::{self, JUNIT_SUITES_NAME, RunResult};
+use kici_executor::workspace::{self, Mode, Workspace};
 use kici_executor::{
     Cancel, JobEvent, JobRequest, JobResult, LogSink, LogStream, SkipReason, Status,
     job_outputs_value, matrix_outputs_value, run_job, workflow_hook, workflow_rules,
@@ -255,10 +256,7 @@ fn run_local(global: &GlobalArgs, args: &RunLocalArgs) -> u8 {
         }
         out.info("No workflows matched the event");
         if global.json {
-            println!(
-                "{}",
-                json!({"workflows": [], "summary": {"totalWorkflows": 0, "passed": 0, "failed": 0, "skipped": 0, "totalDurationMs": 0}})
-            );
+            println!("{}", RunResult::new(Vec::new(), 0).to_json_pretty());
         }
         return exit::OK;
     }
@@ -272,21 +270,28 @@ fn run_local(global: &GlobalArgs, args: &RunLocalArgs) -> u8 {
         }
     };
 
-    // 6. Workspace.
-    let workspace = if args.in_place {
-        location.git_root.clone()
+    // 6. Workspace: an isolated checkout (HEAD plus local changes) unless --in-place.
+    let mode = if args.in_place {
+        Mode::InPlace
     } else {
-        match isolated_checkout(&location.git_root) {
-            Ok(dir) => {
-                out.info(&format!("running in {}", dir.display()));
-                dir
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::FAILURE;
-            }
+        workspace::cleanup_stale(&workspace::default_parent(), workspace::STALE_AFTER);
+        Mode::Isolated
+    };
+    let options = workspace::Options {
+        mode,
+        keep: args.keep,
+        parent: None,
+    };
+    let mut checkout = match Workspace::prepare(&location.git_root, &options) {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
         }
     };
+    if checkout.is_isolated() {
+        out.info(&format!("running in {}", checkout.path().display()));
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -302,7 +307,7 @@ fn run_local(global: &GlobalArgs, args: &RunLocalArgs) -> u8 {
     let run_id = format!("local-{}", random_hex(12));
     let event_json = serde_json::to_value(&preview.event).unwrap_or(Value::Null);
     let settings = Settings {
-        workspace: workspace.clone(),
+        workspace: checkout.path().to_path_buf(),
         event: event_json,
         run_id,
         repo: git.repo.clone().unwrap_or_default(),
@@ -366,34 +371,34 @@ fn run_local(global: &GlobalArgs, args: &RunLocalArgs) -> u8 {
     });
     // Give SIGKILL escalations of cancelled commands a chance before the runtime goes away.
     runtime.shutdown_timeout(Duration::from_millis(200));
-    let total = started.elapsed();
+    let report = RunResult::new(results, started.elapsed().as_millis() as u64);
 
-    let any_failed = results
-        .iter()
-        .any(|w| matches!(w.status, Status::Failed | Status::Cancelled));
-    if !args.in_place {
-        if any_failed || args.keep || interrupted {
-            sink.info(&format!("workspace kept at {}", workspace.display()));
-        } else {
-            let _ = std::fs::remove_dir_all(&workspace);
+    if checkout.is_isolated() {
+        if !report.succeeded() || interrupted {
+            checkout.keep();
+        }
+        if checkout.is_kept() {
+            sink.info(&format!("workspace kept at {}", checkout.path().display()));
+        } else if let Err(e) = checkout.remove() {
+            eprintln!("warning: {e}");
         }
     }
-    let summary = render_summary(&results, total, &sink.style);
+    let summary = render_summary(&report, &sink.style);
     if global.json {
         eprint!("{summary}");
-        println!("{}", json_report(&results, total));
+        println!("{}", report.to_json_pretty());
     } else {
         print!("{summary}");
     }
     if let Some(path) = &args.junit
-        && let Err(e) = std::fs::write(path, junit_report(&results, total))
+        && let Err(e) = std::fs::write(path, report.to_junit_xml(JUNIT_SUITES_NAME))
     {
         eprintln!("error: cannot write {}: {e}", path.display());
         return exit::FAILURE;
     }
     if interrupted {
         INTERRUPTED
-    } else if any_failed {
+    } else if !report.succeeded() {
         exit::FAILURE
     } else {
         exit::OK
@@ -435,16 +440,6 @@ struct Node {
     result: Option<JobResult>,
     /// Set when the node cannot run for a reason known before scheduling.
     preset: Option<(Status, String)>,
-}
-
-struct WorkflowResult {
-    name: String,
-    status: Status,
-    duration_ms: u64,
-    rule_results: Vec<kici_runtime::job::RuleResult>,
-    jobs: Vec<JobResult>,
-    /// Why jobs were skipped, by job name (for the summary).
-    reasons: BTreeMap<String, String>,
 }
 
 fn needs_of(job: &LockJob) -> Vec<(String, Vec<String>)> {
@@ -732,21 +727,22 @@ async fn run_workflow(
     secrets: &BTreeMap<String, String>,
     sink: Arc<Printer>,
     cancel: watch::Receiver<Cancel>,
-) -> WorkflowResult {
+) -> junit::WorkflowResult {
     let started = Instant::now();
     sink.info(&format!("Running workflow: {}", workflow.name));
     let (mut nodes, notices) = plan_nodes(workflow, settings.job_filter.as_deref());
     for n in notices {
         sink.info(&format!("notice: {n}"));
     }
-    let mut result = WorkflowResult {
+    let mut result = junit::WorkflowResult {
         name: workflow.name.clone(),
         status: Status::Success,
         duration_ms: 0,
         rule_results: Vec::new(),
         jobs: Vec::new(),
-        reasons: BTreeMap::new(),
     };
+    // Why jobs were skipped, by job name: the `error` of their report.
+    let mut reasons: BTreeMap<String, String> = BTreeMap::new();
     if settings.job_filter.is_some() && nodes.is_empty() {
         sink.info(&format!(
             "notice: workflow {} has no job {}; skipped",
@@ -775,14 +771,14 @@ async fn run_workflow(
                 result.rule_results = outcome.results.clone();
                 if !outcome.passed {
                     for node in &nodes {
-                        result.jobs.push(JobResult::not_run(
+                        let mut job = JobResult::not_run(
                             &node.name,
                             Status::Skipped,
                             Some(SkipReason::WorkflowRules),
-                        ));
-                        result
-                            .reasons
-                            .insert(node.name.clone(), "skipped: workflow rules".into());
+                        )
+                        .report();
+                        job.error = Some("workflow rules".into());
+                        result.jobs.push(job);
                     }
                     result.status = Status::Skipped;
                     result.duration_ms = started.elapsed().as_millis() as u64;
@@ -825,9 +821,9 @@ async fn run_workflow(
                         Status::Skipped,
                         Some(SkipReason::FailFast),
                     ));
-                    result.reasons.insert(
+                    reasons.insert(
                         nodes[i].name.clone(),
-                        "skipped: fail-fast after an earlier failure".into(),
+                        "fail-fast after an earlier failure".into(),
                     );
                     progressed = true;
                     continue;
@@ -848,9 +844,9 @@ async fn run_workflow(
                 if let Some((u, _)) = blocked {
                     let up = &nodes[*u];
                     let status = up.result.as_ref().map(|r| r.status.as_str()).unwrap_or("");
-                    let reason = format!("skipped: upstream {} {}", up.name, status);
-                    sink.job_line(&nodes[i].name, &format!("Skipped ({})", &reason[9..]));
-                    result.reasons.insert(nodes[i].name.clone(), reason);
+                    let reason = format!("upstream {} {}", up.name, status);
+                    sink.job_line(&nodes[i].name, &format!("Skipped ({reason})"));
+                    reasons.insert(nodes[i].name.clone(), reason);
                     nodes[i].result = Some(JobResult::not_run(
                         &nodes[i].name,
                         Status::Skipped,
@@ -932,7 +928,17 @@ async fn run_workflow(
             }
         }
     }
-    result.jobs = nodes.into_iter().filter_map(|n| n.result).collect();
+    result.jobs = nodes
+        .into_iter()
+        .filter_map(|n| n.result)
+        .map(|r| {
+            let mut job = r.report();
+            if let Some(reason) = reasons.remove(&job.name) {
+                job.error.get_or_insert(reason);
+            }
+            job
+        })
+        .collect();
     let statuses: Vec<Status> = result.jobs.iter().map(|j| j.status).collect();
     result.status = if statuses.contains(&Status::Failed) {
         Status::Failed
@@ -1151,8 +1157,24 @@ fn marker(status: Status) -> &'static str {
     }
 }
 
-fn render_summary(results: &[WorkflowResult], total: Duration, style: &Style) -> String {
-    let overall = overall_status(results);
+fn rule_line(r: &junit::RuleResult) -> String {
+    let verdict = if r.passed {
+        "✓ passed".to_string()
+    } else {
+        format!(
+            "✗ failed{}",
+            r.error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        )
+    };
+    format!("    rule \"{}\": {verdict}\n", r.label)
+}
+
+/// The human summary (cli.md §6.3).
+fn render_summary(report: &RunResult, style: &Style) -> String {
+    let overall = report.overall_status();
     let mut s = String::from("\n=== EXECUTION SUMMARY ===\n\n");
     let status_text = overall.as_str().to_uppercase();
     let painted = match overall {
@@ -1161,52 +1183,25 @@ fn render_summary(results: &[WorkflowResult], total: Duration, style: &Style) ->
         Status::Skipped => style.paint("33;1", &status_text),
     };
     s.push_str(&format!("Status: {painted}\n"));
-    for w in results {
+    for w in &report.workflows {
         s.push_str(&format!("\nWorkflow: {} ({}ms)\n", w.name, w.duration_ms));
         for r in &w.rule_results {
-            let v = if r.passed {
-                "✓ passed".to_string()
-            } else {
-                format!(
-                    "✗ failed{}",
-                    r.error
-                        .as_ref()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                )
-            };
-            s.push_str(&format!("    rule \"{}\": {v}\n", r.label));
+            s.push_str(&rule_line(r));
         }
         for j in &w.jobs {
             let mut line = format!("  {} {} ({}ms)", marker(j.status), j.name, j.duration_ms);
-            if let Some(reason) = w.reasons.get(&j.name) {
-                line.push_str(&format!(" — {reason}"));
-            } else if let Some(reason) = j.skip_reason {
-                line.push_str(&format!(
-                    " — skipped: {}",
-                    serde_json::to_value(reason)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                ));
+            if j.status == Status::Skipped {
+                let reason = j.error.as_deref().or(j.skip_reason.map(SkipReason::as_str));
+                if let Some(reason) = reason {
+                    line.push_str(&format!(" — skipped: {reason}"));
+                }
             } else if let Some(e) = &j.error {
                 line.push_str(&format!(" — {}", e.lines().next().unwrap_or("")));
             }
             s.push_str(&line);
             s.push('\n');
             for r in &j.rule_results {
-                let v = if r.passed {
-                    "✓ passed".to_string()
-                } else {
-                    format!(
-                        "✗ failed{}",
-                        r.error
-                            .as_ref()
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default()
-                    )
-                };
-                s.push_str(&format!("    rule \"{}\": {v}\n", r.label));
+                s.push_str(&rule_line(r));
             }
             for st in &j.steps {
                 s.push_str(&format!(
@@ -1218,135 +1213,10 @@ fn render_summary(results: &[WorkflowResult], total: Duration, style: &Style) ->
             }
         }
     }
-    s.push_str(&format!("\nTotal duration: {}ms\n", total.as_millis()));
-    s
-}
-
-fn overall_status(results: &[WorkflowResult]) -> Status {
-    let statuses: Vec<Status> = results.iter().map(|w| w.status).collect();
-    if statuses.contains(&Status::Failed) {
-        Status::Failed
-    } else if statuses.contains(&Status::Cancelled) {
-        Status::Cancelled
-    } else if !statuses.is_empty() && statuses.iter().all(|s| *s == Status::Skipped) {
-        Status::Skipped
-    } else {
-        Status::Success
-    }
-}
-
-fn json_report(results: &[WorkflowResult], total: Duration) -> String {
-    let workflows: Vec<Value> = results
-        .iter()
-        .map(|w| {
-            let mut o =
-                json!({"name": w.name, "status": w.status.as_str(), "durationMs": w.duration_ms});
-            if !w.rule_results.is_empty() {
-                o["ruleResults"] = serde_json::to_value(&w.rule_results).unwrap_or(Value::Null);
-            }
-            o["jobs"] = serde_json::to_value(&w.jobs).unwrap_or(Value::Null);
-            o
-        })
-        .collect();
-    let count = |s: Status| results.iter().filter(|w| w.status == s).count();
-    json!({
-        "workflows": workflows,
-        "summary": {
-            "totalWorkflows": results.len(),
-            "passed": count(Status::Success),
-            "failed": count(Status::Failed) + count(Status::Cancelled),
-            "skipped": count(Status::Skipped),
-            "totalDurationMs": total.as_millis() as u64,
-        }
-    })
-    .to_string()
-}
-
-fn xml_escape(s: &str) -> String {
-    s.chars()
-        .filter(|c| !matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}'))
-        .map(|c| match c {
-            '&' => "&amp;".to_string(),
-            '<' => "&lt;".to_string(),
-            '>' => "&gt;".to_string(),
-            '"' => "&quot;".to_string(),
-            '\'' => "&apos;".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-fn junit_report(results: &[WorkflowResult], total: Duration) -> String {
-    let all: Vec<&JobResult> = results.iter().flat_map(|w| w.jobs.iter()).collect();
-    let failures = all
-        .iter()
-        .filter(|j| matches!(j.status, Status::Failed | Status::Cancelled))
-        .count();
-    let skipped = all.iter().filter(|j| j.status == Status::Skipped).count();
-    let mut s = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"kici-local\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
-        all.len(),
-        total.as_secs_f64()
-    );
-    for w in results {
-        let f = w
-            .jobs
-            .iter()
-            .filter(|j| matches!(j.status, Status::Failed | Status::Cancelled))
-            .count();
-        let sk = w
-            .jobs
-            .iter()
-            .filter(|j| j.status == Status::Skipped)
-            .count();
-        s.push_str(&format!(
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" skipped=\"{sk}\" time=\"{:.3}\">\n",
-            xml_escape(&w.name),
-            w.jobs.len(),
-            w.duration_ms as f64 / 1000.0
-        ));
-        for j in &w.jobs {
-            s.push_str(&format!(
-                "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
-                xml_escape(&w.name),
-                xml_escape(&j.name),
-                j.duration_ms as f64 / 1000.0
-            ));
-            match j.status {
-                Status::Failed | Status::Cancelled => {
-                    let message = j
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| j.status.as_str().to_string());
-                    let details: Vec<String> = j
-                        .steps
-                        .iter()
-                        .filter(|st| st.status == Status::Failed)
-                        .map(|st| format!("{}: {}", st.name, st.error.clone().unwrap_or_default()))
-                        .collect();
-                    s.push_str(&format!(
-                        ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
-                        xml_escape(&message),
-                        xml_escape(&details.join("\n"))
-                    ));
-                }
-                Status::Skipped => {
-                    let reason = w
-                        .reasons
-                        .get(&j.name)
-                        .cloned()
-                        .unwrap_or_else(|| "skipped".into());
-                    s.push_str(&format!(
-                        ">\n      <skipped message=\"{}\"/>\n    </testcase>\n",
-                        xml_escape(&reason)
-                    ));
-                }
-                Status::Success => s.push_str("/>\n"),
-            }
-        }
-        s.push_str("  </testsuite>\n");
-    }
-    s.push_str("</testsuites>\n");
+    s.push_str(&format!(
+        "\nTotal duration: {}ms\n",
+        report.summary.total_duration_ms
+    ));
     s
 }
 
@@ -1429,7 +1299,7 @@ fn merge_secrets(
     out
 }
 
-// ------------------------------------------------------------------------------ workspace
+// ------------------------------------------------------------------------------ run id
 
 fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n.div_ceil(2)];
@@ -1443,90 +1313,4 @@ fn random_hex(n: usize) -> String {
         }
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()[..n].to_string()
-}
-
-fn git_output(root: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(root)
-        .output()
-        .map_err(|e| format!("cannot run git: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(out.stdout)
-}
-
-/// `$KICI_RUN_DIR/kici-run-<6 hex>`: a clone of HEAD plus the working tree's uncommitted
-/// changes (modified, staged, untracked-not-ignored; deletions applied) — cli.md §6.1 step 6.
-fn isolated_checkout(git_root: &Path) -> Result<PathBuf, String> {
-    if !git_root.join(".git").exists() {
-        return Err("not a git repository — use --in-place".to_string());
-    }
-    let parent = std::env::var_os("KICI_RUN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&parent)
-        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    let dir = parent.join(format!("kici-run-{}", random_hex(6)));
-    let has_head = git_output(git_root, &["rev-parse", "--verify", "--quiet", "HEAD"]).is_ok();
-    if has_head {
-        let out = Command::new("git")
-            .args(["clone", "--no-hardlinks", "--quiet"])
-            .arg(git_root)
-            .arg(&dir)
-            .output()
-            .map_err(|e| format!("cannot run git: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "git clone failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let head = String::from_utf8_lossy(&git_output(git_root, &["rev-parse", "HEAD"])?)
-            .trim()
-            .to_string();
-        git_output(&dir, &["checkout", "--quiet", "--detach", &head])?;
-    } else {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let status = git_output(
-        git_root,
-        &["status", "--porcelain=v1", "-z", "--untracked-files=all"],
-    )?;
-    let text = String::from_utf8_lossy(&status).into_owned();
-    let mut entries = text.split('\0').filter(|e| !e.is_empty());
-    while let Some(entry) = entries.next() {
-        if entry.len() < 4 {
-            continue;
-        }
-        let code = &entry[..2];
-        let path = &entry[3..];
-        // Renames and copies carry the old path as a second field; a rename removes it.
-        if (code.starts_with('R') || code.starts_with('C'))
-            && let Some(old) = entries.next()
-            && code.starts_with('R')
-        {
-            let _ = std::fs::remove_file(dir.join(old));
-        }
-        let src = git_root.join(path);
-        let dst = dir.join(path);
-        if code.contains('D') && !src.exists() {
-            let _ = std::fs::remove_file(&dst);
-            continue;
-        }
-        if src.is_file() {
-            if let Some(p) = dst.parent() {
-                std::fs::create_dir_all(p)
-                    .map_err(|e| format!("cannot create {}: {e}", p.display()))?;
-            }
-            std::fs::copy(&src, &dst).map_err(|e| format!("cannot copy {path}: {e}"))?;
-        }
-    }
-    Ok(dir)
 }

@@ -42,6 +42,9 @@ pub struct CommandSpec {
 pub struct CommandOutput {
     pub stdout: String,
     pub stderr: String,
+    /// The last 64 KiB of stderr for the failure message (`sdk.md` §18.3), complete even when
+    /// `stderr` was cut at the capture limit.
+    pub stderr_tail: String,
     /// stdout and stderr interleaved in arrival order.
     pub stdall: String,
     /// `None` when killed by a signal.

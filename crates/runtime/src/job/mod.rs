@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::modules::{self, Registry, SharedRegistry, WorkflowLoader, WorkflowResolver};
-use crate::strip::Position;
-use crate::{SourcePosition, shims};
+use crate::shims;
+use crate::stack::{self, Anchor, describe_thrown, map_stack};
 
 pub use host::{
     CommandOutput, CommandSpec, JobHost, LogStream, PREPARE_SCOPE, RunningCommand, ScopeId,
@@ -473,35 +473,9 @@ fn install_host<'js>(
     entry: String,
 ) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
-    let reg = registry.clone();
     host.set(
         "location",
-        Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>,
-                  file: String,
-                  line: u32,
-                  column: u32,
-                  hint: rquickjs::prelude::Opt<String>|
-                  -> rquickjs::Result<Value<'js>> {
-                let registry = modules::lock(&reg);
-                match locate(
-                    &registry,
-                    &file,
-                    Position { line, column },
-                    hint.0.as_deref(),
-                ) {
-                    Some(p) => {
-                        let o = Object::new(ctx)?;
-                        o.set("file", p.file)?;
-                        o.set("line", p.line)?;
-                        o.set("column", p.column)?;
-                        Ok(o.into_value())
-                    }
-                    None => Ok(Value::new_null(ctx)),
-                }
-            },
-        )?,
+        stack::location_function(ctx, registry.clone(), Anchor::Exact)?,
     )?;
     host.set(
         "purity",
@@ -583,89 +557,8 @@ fn failure(ctx: &Ctx<'_>, registry: &SharedRegistry, error: JsError) -> JsFailur
     let registry = modules::lock(registry);
     JsFailure {
         message,
-        stack: stack.map(|s| map_stack(&registry, &s)),
+        stack: stack.map(|s| map_stack(&registry, &s, Anchor::Exact)),
     }
-}
-
-fn describe_thrown(value: &Value<'_>) -> (String, Option<String>) {
-    if let Some(object) = value.as_object() {
-        let message: Option<String> = object.get("message").ok();
-        let name: Option<String> = object.get("name").ok();
-        let stack: Option<String> = object.get("stack").ok();
-        if let Some(message) = message {
-            let text = match name.as_deref() {
-                Some("Error") | None => message,
-                Some(name) => format!("{name}: {message}"),
-            };
-            return (text, stack);
-        }
-    }
-    if let Some(s) = value.as_string().and_then(|s| s.to_string().ok()) {
-        return (s, None);
-    }
-    let text = value
-        .as_number()
-        .map(kici_engine::json::number_to_js_string)
-        .unwrap_or_else(|| format!("{value:?}"));
-    (text, None)
-}
-
-fn locate(
-    registry: &Registry,
-    file: &str,
-    generated: Position,
-    hint: Option<&str>,
-) -> Option<SourcePosition> {
-    let module = registry.modules.get(file)?;
-    let position = match &module.stripped {
-        Some(stripped) => {
-            let original = stripped.original_position(generated)?;
-            match hint {
-                Some(h) => stripped.callee_at(original, Some(h)),
-                None => original,
-            }
-        }
-        None => generated,
-    };
-    Some(SourcePosition {
-        file: module.relative.clone(),
-        line: position.line,
-        column: position.column,
-    })
-}
-
-fn parse_frame(line: &str) -> Option<(&str, Position)> {
-    let rest = line.trim().strip_prefix("at ")?;
-    let location = match rest.rfind('(') {
-        Some(open) if rest.ends_with(')') => &rest[open + 1..rest.len() - 1],
-        _ => rest,
-    };
-    let mut parts = location.rsplitn(3, ':');
-    let column = parts.next()?.parse().ok()?;
-    let line = parts.next()?.parse().ok()?;
-    let file = parts.next()?;
-    Some((file, Position { line, column }))
-}
-
-/// Rewrites frames in user modules to `file.ts:line:col` (repo-relative); drops frames inside
-/// our own modules.
-fn map_stack(registry: &Registry, stack: &str) -> String {
-    stack
-        .lines()
-        .filter_map(|line| match parse_frame(line) {
-            Some((file, position)) => match locate(registry, file, position, None) {
-                Some(p) => Some(line.replace(
-                    &format!("{file}:{}:{}", position.line, position.column),
-                    &p.to_string(),
-                )),
-                None if file.starts_with("kici:") || file.starts_with("node:") => None,
-                None if file == "<eval>" || file == "<input>" => None,
-                None => Some(line.to_string()),
-            },
-            None => Some(line.to_string()),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Absolute path of the workspace-relative `file`.

@@ -312,6 +312,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, native: &Arc<Native>) -> rquickjs::Re
                     let o = Object::new(c.clone())?;
                     o.set("stdout", output.stdout)?;
                     o.set("stderr", output.stderr)?;
+                    o.set("stderrTail", output.stderr_tail)?;
                     o.set("stdall", output.stdall)?;
                     o.set("exitCode", output.exit_code)?;
                     o.set("signal", output.signal)?;
