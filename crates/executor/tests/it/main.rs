@@ -3,6 +3,7 @@
 mod support;
 
 mod jobs;
+mod leaf;
 mod processes;
 mod quoting;
 mod secrets;

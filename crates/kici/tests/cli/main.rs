@@ -8,5 +8,6 @@ mod general;
 mod hook;
 mod init;
 mod preview;
+mod run_local;
 mod support;
 mod watch;
