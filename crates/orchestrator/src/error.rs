@@ -1,0 +1,85 @@
+//! The two error types: [`ApiError`], every refusal an HTTP handler can answer with, mapped
+//! to a response in exactly one place; and [`Error`], why the server could not start.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kici_engine::api::ErrorBody;
+
+/// An HTTP refusal. Messages never carry secrets or the values a sender presented.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: malformed request (headers, JSON).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: signature or token check failed.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 503 with `Retry-After: 5`: the database did not answer.
+    #[error("temporarily unavailable")]
+    Unavailable(#[source] kici_store::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The machine code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+impl From<kici_store::Error> for ApiError {
+    fn from(e: kici_store::Error) -> Self {
+        ApiError::Unavailable(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Unavailable(source) = &self {
+            tracing::warn!(error = %source, "database unavailable while answering a request");
+        }
+        let status = self.status();
+        let body = ErrorBody::new(self.code(), self.to_string());
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+/// Why [`crate::Orchestrator::start`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database: {0}")]
+    Store(#[from] kici_store::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
