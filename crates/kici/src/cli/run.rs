@@ -172,6 +172,11 @@ fn run_local(global: &GlobalArgs, args: &RunLocalArgs) -> u8 {
         },
     };
 
+    // The checkout (git clone, checkout, local changes) depends on neither the compile nor
+    // the event, so it runs on another thread meanwhile; a run that matches nothing removes
+    // it again.
+    let pending_checkout = PendingCheckout::start(&location.git_root, args.in_place, args.keep);
+
     // 1. Compile in memory.
     let compilation = compile(&request_for(&location));
     let Some(lock_text) = &compilation.lock_text else {
@@ -270,19 +275,8 @@ fn run_local(global: &GlobalArgs, args: &RunLocalArgs) -> u8 {
         }
     };
 
-    // 6. Workspace: an isolated checkout (HEAD plus local changes) unless --in-place.
-    let mode = if args.in_place {
-        Mode::InPlace
-    } else {
-        workspace::cleanup_stale(&workspace::default_parent(), workspace::STALE_AFTER);
-        Mode::Isolated
-    };
-    let options = workspace::Options {
-        mode,
-        keep: args.keep,
-        parent: None,
-    };
-    let mut checkout = match Workspace::prepare(&location.git_root, &options) {
+    // 6. Workspace: the checkout started before the compile; wait for it now.
+    let mut checkout = match pending_checkout.wait() {
         Ok(ws) => ws,
         Err(e) => {
             eprintln!("error: {e}");
@@ -1313,4 +1307,57 @@ fn random_hex(n: usize) -> String {
         }
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()[..n].to_string()
+}
+
+/// An isolated checkout being prepared on another thread.
+struct PendingCheckout {
+    thread: Option<std::thread::JoinHandle<Result<Workspace, workspace::WorkspaceError>>>,
+}
+
+impl PendingCheckout {
+    fn start(git_root: &std::path::Path, in_place: bool, keep: bool) -> Self {
+        let root = git_root.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            let mode = if in_place {
+                Mode::InPlace
+            } else {
+                workspace::cleanup_stale(&workspace::default_parent(), workspace::STALE_AFTER);
+                Mode::Isolated
+            };
+            let options = workspace::Options {
+                mode,
+                keep,
+                parent: None,
+            };
+            // HEAD read from `.git` saves two `git` processes; anything unusual asks git.
+            match super::gitdir::read_head(&root).and_then(|head| head.sha) {
+                Some(sha) if mode != Mode::InPlace => {
+                    Workspace::prepare_known(&root, &sha, &options)
+                }
+                _ => Workspace::prepare(&root, &options),
+            }
+        });
+        Self {
+            thread: Some(thread),
+        }
+    }
+
+    fn wait(mut self) -> Result<Workspace, workspace::WorkspaceError> {
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            _ => Err(workspace::WorkspaceError::CreateDir {
+                parent: workspace::default_parent(),
+                source: std::io::Error::other("the checkout thread panicked"),
+            }),
+        }
+    }
+}
+
+impl Drop for PendingCheckout {
+    /// Joining drops an unused checkout, which removes its directory before we exit.
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }

@@ -68,9 +68,13 @@ fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
 /// Runs kici with a deadline; the child is killed when it is exceeded. Output is drained by a
 /// thread so that a full pipe never blocks the child.
 fn run_kici(dir: &Path, args: &[&str], limit: Duration) -> Output {
+    // Checkouts kept after a failing step land here and go away with the test, instead of
+    // piling up in the system temp directory.
+    let run_dir = tempfile::tempdir().expect("run dir");
     let child = Command::new(kici())
         .args(args)
         .current_dir(dir)
+        .env("KICI_RUN_DIR", run_dir.path())
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -339,9 +343,11 @@ fn sigint_leaves_no_process_behind() {
         ".kici/workflows/w.ts",
         "import { workflow, job, push } from '@kici-dev/sdk';\nexport default workflow('w', { on: push(), jobs: [job('j', { runsOn: 'x', run: async ({ $ }) => { await $`sleep 300 & echo $! > /tmp/kici-sigint-$KICI_RUN_ID; wait`; } })] });\n",
     )]);
+    let run_dir = tempfile::tempdir().expect("run dir");
     let child = Command::new(kici())
         .args(["run", "local", "push"])
         .current_dir(dir.path())
+        .env("KICI_RUN_DIR", run_dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
