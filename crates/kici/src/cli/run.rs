@@ -4,7 +4,7 @@
 //! outputs passed downstream, live prefixed output, a summary, `--json` and `--junit`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{IsTerminal, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -378,6 +378,7 @@ fn run_local(global: &GlobalArgs, args: &RunLocalArgs) -> u8 {
         }
     }
     let summary = render_summary(&report, &sink.style);
+    sink.flush();
     if global.json {
         eprint!("{summary}");
         println!("{}", report.to_json_pretty());
@@ -975,16 +976,21 @@ async fn run_workflow(
 // ------------------------------------------------------------------------------ output
 
 /// Prints job events live: `[job] line`, `[job › step] line` inside parallel groups.
+///
+/// Step output can be millions of lines; writing each with its own flush costs a syscall per
+/// line. Lines go into a buffer instead, which is flushed at every status event and by a
+/// ticker thread every [`FLUSH_EVERY`], so output stays live without the per-line cost.
 struct Printer {
     style: Style,
-    /// stdout for humans, stderr with --json, nothing with --quiet.
-    to_stderr: bool,
     quiet: bool,
-    lock: Mutex<()>,
+    out: Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>,
 }
+
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Printer {
     fn new(global: &GlobalArgs) -> Self {
+        // stdout for humans, stderr with --json, nothing with --quiet.
         let to_stderr = global.json;
         let color = !global.no_color
             && std::env::var_os("NO_COLOR").is_none()
@@ -993,25 +999,51 @@ impl Printer {
             } else {
                 std::io::stdout().is_terminal()
             };
+        let sink: Box<dyn Write + Send> = if to_stderr {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        };
+        let out = Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, sink)));
+        let ticker = Arc::downgrade(&out);
+        std::thread::spawn(move || {
+            // Ends when the printer is gone.
+            while let Some(out) = ticker.upgrade() {
+                if let Ok(mut out) = out.lock() {
+                    let _ = out.flush();
+                }
+                drop(out);
+                std::thread::sleep(FLUSH_EVERY);
+            }
+        });
         Printer {
             style: Style { color },
-            to_stderr,
             quiet: global.quiet,
-            lock: Mutex::new(()),
+            out,
         }
     }
 
+    /// A status line: written and flushed at once.
     fn write(&self, text: &str) {
+        self.write_line(text, true);
+    }
+
+    /// Everything buffered so far, before output that bypasses the printer.
+    fn flush(&self) {
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.flush();
+        }
+    }
+
+    fn write_line(&self, text: &str, flush: bool) {
         if self.quiet {
             return;
         }
-        let _guard = self.lock.lock();
-        if self.to_stderr {
-            let _ = writeln!(std::io::stderr(), "{text}");
-        } else {
-            let mut out = std::io::stdout().lock();
+        if let Ok(mut out) = self.out.lock() {
             let _ = writeln!(out, "{text}");
-            let _ = out.flush();
+            if flush {
+                let _ = out.flush();
+            }
         }
     }
 
@@ -1076,10 +1108,10 @@ impl LogSink for Printer {
                 } else {
                     text
                 };
-                self.write(&format!(
-                    "{} {text}",
-                    self.prefix(job, step.as_deref(), parallel)
-                ))
+                self.write_line(
+                    &format!("{} {text}", self.prefix(job, step.as_deref(), parallel)),
+                    false,
+                )
             }
             JobEvent::StepFinished {
                 step,
