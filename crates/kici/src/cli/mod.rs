@@ -1,6 +1,7 @@
 //! Command-line parsing (clap) and dispatch to one module per subcommand.
 
 mod compile;
+mod event;
 mod gitdir;
 mod hook;
 mod init;

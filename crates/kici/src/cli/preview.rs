@@ -6,11 +6,12 @@ use std::process::Command;
 use clap::Args;
 
 use kici_compiler::compile::compile;
-use kici_compiler::preview::{self as report, PreviewArgs as ReportArgs, PreviewContext};
+use kici_compiler::preview::{self as report, PreviewContext};
 use kici_engine::lock::LockFile;
 use kici_engine::simulate::{self, ChangedFilesQuery, GitFacts};
 
 use super::compile::request_for;
+use super::event::EventArgs;
 use super::gitdir;
 use super::output::{Style, banner, print_diagnostics};
 use super::repo::locate;
@@ -18,29 +19,8 @@ use super::{GlobalArgs, exit};
 
 #[derive(Debug, Clone, Args)]
 pub struct PreviewArgs {
-    /// The event: push, pr:open, tag:v1.2.3, schedule[:<cron>], dispatch[:<type>], …
-    pub event: Option<String>,
-    /// Target branch (push/tag name default; PR base).
-    #[arg(long)]
-    pub branch: Option<String>,
-    /// Commit SHA (default: HEAD).
-    #[arg(long)]
-    pub sha: Option<String>,
-    /// Show only this workflow; exit 1 when it did not match.
-    #[arg(long)]
-    pub workflow: Option<String>,
-    /// Show only this job (base name).
-    #[arg(long)]
-    pub job: Option<String>,
-    /// Changed files (comma-separated, repeatable); default: computed from git.
-    #[arg(long)]
-    pub files: Vec<String>,
-    /// A JSON webhook body to use instead of the built-in one.
-    #[arg(long, value_name = "FILE")]
-    pub payload: Option<String>,
-    /// Dispatch or schedule input, K=V (repeatable).
-    #[arg(long = "input", value_name = "K=V")]
-    pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub target: EventArgs,
     /// Also evaluate workflow and job rules (not supported yet: reported, not evaluated).
     #[arg(long)]
     pub eval_rules: bool,
@@ -52,7 +32,7 @@ pub struct PreviewArgs {
 pub fn run(global: &GlobalArgs, args: &PreviewArgs) -> u8 {
     banner(global);
     let style = Style::for_stderr(global);
-    let Some(event) = &args.event else {
+    let Some(event) = &args.target.event else {
         eprintln!(
             "error: missing event argument (usage: kici preview <event> [options]; e.g. push, pr:open, tag:v1.2.3, schedule)"
         );
@@ -65,20 +45,9 @@ pub fn run(global: &GlobalArgs, args: &PreviewArgs) -> u8 {
             return exit::FAILURE;
         }
     };
-    let report_args = ReportArgs {
-        event: Some(event.clone()),
-        branch: args.branch.clone(),
-        sha: args.sha.clone(),
-        workflow: args.workflow.clone(),
-        job: args.job.clone(),
-        files: args.files.clone(),
-        payload: args.payload.clone(),
-        inputs: args.inputs.clone(),
-        eval_rules: args.eval_rules,
-        json: global.json,
-        kici_dir: global.kici_dir.as_ref().map(|p| p.display().to_string()),
-        debug: args.debug,
-    };
+    let mut report_args = args.target.report_args(event, global.json, args.debug);
+    report_args.eval_rules = args.eval_rules;
+    report_args.kici_dir = global.kici_dir.as_ref().map(|p| p.display().to_string());
     // Usage errors in the event argument come before any work (exit 2).
     let spec = match simulate::parse_event_arg(event) {
         Ok(spec) => spec,
@@ -91,18 +60,12 @@ pub fn run(global: &GlobalArgs, args: &PreviewArgs) -> u8 {
             };
         }
     };
-    let payload = match &args.payload {
-        None => None,
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| serde_json::from_str(&text).map_err(|e| format!("invalid JSON: {e}")))
-        {
-            Ok(value) => Some(value),
-            Err(e) => {
-                eprintln!("error: --payload {path}: {e}");
-                return exit::FAILURE;
-            }
-        },
+    let payload = match args.target.read_payload() {
+        Ok(payload) => payload,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
+        }
     };
     let compilation = compile(&request_for(&location));
     let Some(lock_text) = &compilation.lock_text else {

@@ -14,9 +14,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 
 use kici_compiler::compile::compile;
-use kici_compiler::preview::{
-    self as report, PreviewArgs as ReportArgs, PreviewContext, render_label,
-};
+use kici_compiler::preview::{self as report, PreviewContext, render_label};
 use kici_engine::lock::{LockFile, LockJob, LockMatrix, LockNeed, LockStepEntry, LockWorkflow};
 use kici_engine::simulate;
 use kici_executor::junit::{self, JUNIT_SUITES_NAME, RunResult};
@@ -27,6 +25,7 @@ use kici_executor::{
 };
 
 use super::compile::request_for;
+use super::event::EventArgs;
 use super::output::{Style, banner, print_diagnostics};
 use super::preview::git_facts;
 use super::repo::locate;
@@ -43,29 +42,8 @@ pub enum RunCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct RunLocalArgs {
-    /// The event: push, pr:open, tag:v1.2.3, schedule[:<cron>], dispatch[:<type>], …
-    pub event: Option<String>,
-    /// Run only this matched workflow.
-    #[arg(long)]
-    pub workflow: Option<String>,
-    /// Run this job (a matrix base name selects all children) plus its dependencies.
-    #[arg(long)]
-    pub job: Option<String>,
-    /// Target branch (push/tag name default; PR base).
-    #[arg(long)]
-    pub branch: Option<String>,
-    /// Commit SHA (default: HEAD).
-    #[arg(long)]
-    pub sha: Option<String>,
-    /// A JSON webhook body to use instead of the built-in one.
-    #[arg(long, value_name = "FILE")]
-    pub payload: Option<String>,
-    /// Changed files (comma-separated, repeatable); default: computed from git.
-    #[arg(long)]
-    pub files: Vec<String>,
-    /// Dispatch or schedule input, K=V (repeatable).
-    #[arg(long = "input", value_name = "K=V")]
-    pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub target: EventArgs,
     /// Environment variable for every job, K=V (repeatable).
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<String>,
@@ -114,7 +92,7 @@ fn split_kv(raw: &str, flag: &str) -> Result<(String, String), String> {
 fn run_local(global: &GlobalArgs, args: &RunLocalArgs) -> u8 {
     banner(global);
     let style = Style::for_stderr(global);
-    let Some(event) = &args.event else {
+    let Some(event) = &args.target.event else {
         eprintln!(
             "error: missing event argument (usage: kici run local <event> [options]; e.g. push, pr:open, tag:v1.2.3)"
         );
@@ -158,18 +136,12 @@ fn run_local(global: &GlobalArgs, args: &RunLocalArgs) -> u8 {
             return exit::FAILURE;
         }
     };
-    let payload = match &args.payload {
-        None => None,
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| serde_json::from_str(&t).map_err(|e| format!("invalid JSON: {e}")))
-        {
-            Ok(v) => Some(v),
-            Err(e) => {
-                eprintln!("error: --payload {path}: {e}");
-                return exit::FAILURE;
-            }
-        },
+    let payload = match args.target.read_payload() {
+        Ok(payload) => payload,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
+        }
     };
 
     // The checkout (git clone, checkout, local changes) depends on neither the compile nor
@@ -198,20 +170,7 @@ fn run_local(global: &GlobalArgs, args: &RunLocalArgs) -> u8 {
     };
 
     // 4–5. Event, matching, inputs — exactly as `preview` decides.
-    let report_args = ReportArgs {
-        event: Some(event.clone()),
-        branch: args.branch.clone(),
-        sha: args.sha.clone(),
-        workflow: args.workflow.clone(),
-        job: args.job.clone(),
-        files: args.files.clone(),
-        payload: args.payload.clone(),
-        inputs: args.inputs.clone(),
-        eval_rules: false,
-        json: global.json,
-        kici_dir: None,
-        debug: args.debug,
-    };
+    let report_args = args.target.report_args(event, global.json, args.debug);
     let options = match report_args.simulate_options(payload.clone()) {
         Ok(o) => o,
         Err(e) => {
@@ -250,7 +209,11 @@ fn run_local(global: &GlobalArgs, args: &RunLocalArgs) -> u8 {
         .enumerate()
         .filter(|(i, w)| {
             preview.workflows.get(*i).is_some_and(|p| p.matched)
-                && args.workflow.as_ref().is_none_or(|name| &w.name == name)
+                && args
+                    .target
+                    .workflow
+                    .as_ref()
+                    .is_none_or(|name| &w.name == name)
         })
         .collect();
     let out = Printer::new(global);
@@ -312,7 +275,7 @@ fn run_local(global: &GlobalArgs, args: &RunLocalArgs) -> u8 {
         }),
         keep_going: args.keep_going,
         approve_all: args.approve_all,
-        job_filter: args.job.clone(),
+        job_filter: args.target.job.clone(),
         cli_env,
         debug: args.debug,
     };
