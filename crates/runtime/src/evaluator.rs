@@ -414,21 +414,6 @@ fn locate_invalid_utf8(git_root: &Path, failure: &mut LoadError) {
     position.column = u32::try_from(column).unwrap_or(u32::MAX);
 }
 
-fn node_platform() -> &'static str {
-    match std::env::consts::OS {
-        "macos" => "darwin",
-        other => other,
-    }
-}
-
-fn node_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "x64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
 /// Whether an error's stack says it was raised by the parser rather than by running code:
 /// parse errors carry at most bare `at <module>:<line>:<col>` frames, while anything raised
 /// at run time has a function frame (`at <anonymous> (…)`) or comes from `eval`/`Function`
@@ -477,25 +462,12 @@ fn install_host<'js>(ctx: &Ctx<'js>, evaluator: &Evaluator) -> rquickjs::Result<
             }
         })?,
     )?;
-    let env = evaluator.options.env.clone();
-    host.set(
-        "env",
-        Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>| -> rquickjs::Result<Object<'js>> {
-                let o = Object::new(ctx)?;
-                for (k, v) in &env {
-                    o.set(k.as_str(), v.as_str())?;
-                }
-                Ok(o)
-            },
-        )?,
+    shims::set_process_facts(
+        ctx,
+        &host,
+        evaluator.options.env.clone(),
+        evaluator.options.git_root.to_string_lossy().into_owned(),
     )?;
-    let cwd = evaluator.options.git_root.to_string_lossy().into_owned();
-    host.set("cwd", Function::new(ctx.clone(), move || cwd.clone())?)?;
-    host.set("platform", node_platform())?;
-    host.set("arch", node_arch())?;
-    host.set("version", env!("CARGO_PKG_VERSION"))?;
     ctx.globals().set("__kici_host", host)?;
     ctx.eval::<(), _>(shims::GLOBALS_JS)?;
     Ok(())

@@ -165,3 +165,49 @@ fn unavailable_module(builtin: &str) -> String {
     source.push_str(&format!("export default {{ {} }};\n", object.join(", ")));
     source
 }
+
+/// The process facts behind the `process` global (`env`, `cwd`, `platform`, `arch`, the kici
+/// version), set on the `__kici_host` object; the same for compiling and for jobs.
+pub(crate) fn set_process_facts<'js>(
+    ctx: &rquickjs::Ctx<'js>,
+    host: &rquickjs::Object<'js>,
+    env: Vec<(String, String)>,
+    cwd: String,
+) -> rquickjs::Result<()> {
+    use rquickjs::{Ctx, Function, Object};
+    host.set(
+        "env",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>| -> rquickjs::Result<Object<'js>> {
+                let o = Object::new(ctx)?;
+                for (k, v) in &env {
+                    o.set(k.as_str(), v.as_str())?;
+                }
+                Ok(o)
+            },
+        )?,
+    )?;
+    host.set("cwd", Function::new(ctx.clone(), move || cwd.clone())?)?;
+    host.set("platform", node_platform())?;
+    host.set("arch", node_arch())?;
+    host.set("version", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
+
+/// `process.platform` names as Node spells them.
+fn node_platform() -> &'static str {
+    match std::env::consts::OS {
+        "macos" => "darwin",
+        other => other,
+    }
+}
+
+/// `process.arch` names as Node spells them.
+fn node_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}

@@ -499,41 +499,10 @@ fn install_host<'js>(
             }
         })?,
     )?;
-    host.set(
-        "env",
-        Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>| -> rquickjs::Result<Object<'js>> {
-                let o = Object::new(ctx)?;
-                for (k, v) in &env {
-                    o.set(k.as_str(), v.as_str())?;
-                }
-                Ok(o)
-            },
-        )?,
-    )?;
-    host.set("cwd", Function::new(ctx.clone(), move || cwd.clone())?)?;
-    host.set("platform", node_platform())?;
-    host.set("arch", node_arch())?;
-    host.set("version", env!("CARGO_PKG_VERSION"))?;
+    shims::set_process_facts(ctx, &host, env, cwd)?;
     host.set("entry", entry)?;
     ctx.globals().set("__kici_host", host)?;
     Ok(())
-}
-
-fn node_platform() -> &'static str {
-    match std::env::consts::OS {
-        "macos" => "darwin",
-        other => other,
-    }
-}
-
-fn node_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "x64",
-        "aarch64" => "arm64",
-        other => other,
-    }
 }
 
 /// Turns an rquickjs error into a [`JsFailure`] with the thrown value's message and a stack
