@@ -4,8 +4,8 @@
 mod lock;
 mod matrix;
 mod preview_events;
-mod providers;
 mod protocol;
+mod providers;
 mod shell;
 mod triggers;
 
