@@ -39,6 +39,10 @@
       queueMicrotask(() => fn(...args));
     },
   };
+  // No network while compiling: the job runtime (runtime.js) replaces this with the real one.
+  globalThis.fetch = function fetch() {
+    throw new TypeError('fetch is not available while compiling workflows; call it inside a step');
+  };
   Object.defineProperty(globalThis, 'require', {
     get() {
       throw new ReferenceError('require is not defined (KiCI workflows are ES modules; use import)');

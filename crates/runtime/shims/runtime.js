@@ -576,6 +576,298 @@
   globalThis.URL = URL;
   globalThis.URLSearchParams = URLSearchParams;
 
+  // ---------------------------------------------------------------- fetch
+  // Headers, Request, Response and fetch (sdk.md §19). Bodies are buffered (no streams); the
+  // HTTP exchange is native.fetch, one request per call: redirects are followed here, with the
+  // fetch standard's rules for methods, bodies and credentials.
+  const headerName = (name) => {
+    const n = String(name);
+    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(n)) throw new TypeError(`Headers: invalid header name: "${n}"`);
+    return n.toLowerCase();
+  };
+  const headerValue = (value) => {
+    const v = String(value).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, '');
+    if (/[\0\r\n]/.test(v)) throw new TypeError(`Headers: invalid header value: "${v}"`);
+    return v;
+  };
+  class Headers {
+    constructor(init) {
+      this._map = new Map();
+      if (init === undefined || init === null) return;
+      if (init instanceof Headers) {
+        for (const [k, list] of init._map) this._map.set(k, list.slice());
+      } else if (typeof init[Symbol.iterator] === 'function') {
+        for (const pair of init) {
+          const p = Array.from(pair);
+          if (p.length !== 2) throw new TypeError('Headers: each header pair must be [name, value]');
+          this.append(p[0], p[1]);
+        }
+      } else if (typeof init === 'object') {
+        for (const k of Object.keys(init)) this.append(k, init[k]);
+      } else throw new TypeError('Headers: init must be an object, an iterable of pairs or Headers');
+    }
+    append(name, value) {
+      const k = headerName(name);
+      const v = headerValue(value);
+      const list = this._map.get(k);
+      if (list) list.push(v);
+      else this._map.set(k, [v]);
+    }
+    set(name, value) { this._map.set(headerName(name), [headerValue(value)]); }
+    delete(name) { this._map.delete(headerName(name)); }
+    get(name) {
+      const list = this._map.get(headerName(name));
+      return list ? list.join(', ') : null;
+    }
+    getSetCookie() { return (this._map.get('set-cookie') ?? []).slice(); }
+    has(name) { return this._map.has(headerName(name)); }
+    _pairs() {
+      const out = [];
+      for (const k of [...this._map.keys()].sort()) {
+        if (k === 'set-cookie') for (const v of this._map.get(k)) out.push([k, v]);
+        else out.push([k, this._map.get(k).join(', ')]);
+      }
+      return out;
+    }
+    forEach(fn, thisArg) { for (const [k, v] of this._pairs()) fn.call(thisArg, v, k, this); }
+    entries() { return this._pairs()[Symbol.iterator](); }
+    keys() { return this._pairs().map(([k]) => k)[Symbol.iterator](); }
+    values() { return this._pairs().map(([, v]) => v)[Symbol.iterator](); }
+    [Symbol.iterator]() { return this.entries(); }
+    get [Symbol.toStringTag]() { return 'Headers'; }
+  }
+
+  // A body is null, a string (sent as UTF-8), a Uint8Array, or a native response body
+  // ({text(), bytes()}). Returns [body, default content type].
+  const extractBody = (init) => {
+    if (init === undefined || init === null) return [null, null];
+    if (typeof init === 'string') return [init, 'text/plain;charset=UTF-8'];
+    if (init instanceof URLSearchParams) return [init.toString(), 'application/x-www-form-urlencoded;charset=UTF-8'];
+    if (init instanceof ArrayBuffer) return [new Uint8Array(init.slice(0)), null];
+    if (ArrayBuffer.isView(init)) return [new Uint8Array(init.buffer, init.byteOffset, init.byteLength).slice(), null];
+    if (typeof init === 'object' && typeof init.getReader === 'function') {
+      throw new TypeError('fetch: streaming bodies are not supported in KiCI; pass a string, Uint8Array or URLSearchParams');
+    }
+    return [String(init), 'text/plain;charset=UTF-8'];
+  };
+  class BodyMixin {
+    _initBody(body) {
+      this._body = body;
+      this._used = false;
+    }
+    get bodyUsed() { return this._used; }
+    _take() {
+      if (this._used) return Promise.reject(new TypeError('Body is unusable: Body has already been read'));
+      this._used = true;
+      return null;
+    }
+    text() {
+      const used = this._take();
+      if (used) return used;
+      const b = this._body;
+      try {
+        if (b === null) return Promise.resolve('');
+        if (typeof b === 'string') return Promise.resolve(b);
+        if (b instanceof Uint8Array) return Promise.resolve(utf8Decode(b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf ? b.subarray(3) : b));
+        return Promise.resolve(b.text());
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    arrayBuffer() {
+      const used = this._take();
+      if (used) return used;
+      const b = this._body;
+      try {
+        if (b === null) return Promise.resolve(new ArrayBuffer(0));
+        if (typeof b === 'string') return Promise.resolve(utf8Encode(b).buffer);
+        if (b instanceof Uint8Array) return Promise.resolve(b.slice().buffer);
+        return Promise.resolve(b.bytes());
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    async bytes() { return new Uint8Array(await this.arrayBuffer()); }
+    async json() { return JSON.parse(await this.text()); }
+  }
+  const METHODS = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT'];
+  class Request extends BodyMixin {
+    constructor(input, init = {}) {
+      super();
+      const from = input instanceof Request ? input : null;
+      const url = new URL(from ? from.url : input instanceof URL ? input.href : String(input));
+      if (url.username || url.password) {
+        throw new TypeError(`Request cannot be constructed from a URL that includes credentials: ${url.href}`);
+      }
+      let method = init.method !== undefined ? String(init.method) : from ? from.method : 'GET';
+      if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(method)) throw new TypeError(`'${method}' is not a valid HTTP method.`);
+      if (METHODS.includes(method.toUpperCase())) method = method.toUpperCase();
+      this.url = url.href.split('#')[0];
+      this.method = method;
+      this.headers = new Headers(init.headers !== undefined ? init.headers : from ? from.headers : undefined);
+      this.signal = init.signal !== undefined ? init.signal : from ? from.signal : null;
+      this.redirect = init.redirect ?? (from ? from.redirect : 'follow');
+      if (!['follow', 'error', 'manual'].includes(this.redirect)) {
+        throw new TypeError(`Failed to construct 'Request': '${this.redirect}' is not a valid redirect mode`);
+      }
+      let body = null;
+      if (init.body !== undefined && init.body !== null) {
+        const [b, type] = extractBody(init.body);
+        body = b;
+        if (type && !this.headers.has('content-type')) this.headers.set('content-type', type);
+      } else if (from && init.body === undefined) {
+        body = from._body;
+      }
+      if (body !== null && (method === 'GET' || method === 'HEAD')) {
+        throw new TypeError('Request with GET/HEAD method cannot have body.');
+      }
+      this._initBody(body);
+    }
+    clone() {
+      if (this._used) throw new TypeError('Request.clone: Body has already been consumed.');
+      return new Request(this);
+    }
+    get [Symbol.toStringTag]() { return 'Request'; }
+  }
+  class Response extends BodyMixin {
+    constructor(body = null, init = {}) {
+      super();
+      const status = init.status ?? 200;
+      if (!Number.isInteger(status) || status < 200 || status > 599) {
+        throw new RangeError(`init["status"] must be in the range of 200 to 599, inclusive.`);
+      }
+      this.status = status;
+      this.statusText = init.statusText ?? '';
+      this.headers = new Headers(init.headers);
+      this.url = '';
+      this.redirected = false;
+      this.type = 'default';
+      const [b, type] = extractBody(body);
+      if (type && !this.headers.has('content-type')) this.headers.set('content-type', type);
+      this._initBody(b);
+    }
+    get ok() { return this.status >= 200 && this.status <= 299; }
+    clone() {
+      if (this._used) throw new TypeError('Response.clone: Body has already been consumed.');
+      const r = Object.create(Response.prototype);
+      Object.assign(r, this);
+      r.headers = new Headers(this.headers);
+      return r;
+    }
+    static json(data, init = {}) {
+      const headers = new Headers(init.headers);
+      if (!headers.has('content-type')) headers.set('content-type', 'application/json');
+      return new Response(JSON.stringify(data), { ...init, headers });
+    }
+    static error() {
+      const r = Object.create(Response.prototype);
+      Object.assign(r, { status: 0, statusText: '', headers: new Headers(), url: '', redirected: false, type: 'error' });
+      r._initBody(null);
+      return r;
+    }
+    get [Symbol.toStringTag]() { return 'Response'; }
+  }
+  const fetchFailed = (message, code) => {
+    const cause = new Error(message);
+    if (code) cause.code = code;
+    const error = new TypeError(`fetch failed: ${message}`);
+    error.cause = cause;
+    return error;
+  };
+  const REDIRECTS = [301, 302, 303, 307, 308];
+  const MAX_REDIRECTS = 20;
+  let nextFetch = 1;
+  const fetch = (input, init = undefined) =>
+    new Promise((resolve, reject) => {
+      let request;
+      try {
+        request = new Request(input, init ?? {});
+      } catch (e) {
+        reject(e);
+        return;
+      }
+      const signal = request.signal;
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      let settled = false;
+      let inFlight = null;
+      const onAbort = () => {
+        if (settled) return;
+        settled = true;
+        if (inFlight !== null) native.abortFetch(inFlight);
+        reject(signal.reason);
+      };
+      signal?.addEventListener('abort', onAbort);
+      const run = async () => {
+        let url = request.url;
+        let method = request.method;
+        let body = request._body;
+        const headers = new Headers(request.headers);
+        let redirected = false;
+        for (let hops = 0; ; hops++) {
+          const protocol = new URL(url).protocol;
+          if (protocol !== 'http:' && protocol !== 'https:') throw fetchFailed(`unknown scheme ${protocol}`);
+          inFlight = nextFetch++;
+          const binary = body instanceof Uint8Array;
+          const r = await native.fetch(inFlight, method, url, headers._pairs(), binary ? latin1FromBytes(body) : body, binary);
+          inFlight = null;
+          if (settled) return;
+          if (r === null) throw new DOMExceptionLike('This operation was aborted', 'AbortError');
+          if (r.error !== undefined) throw fetchFailed(r.error, r.code);
+          const responseHeaders = new Headers();
+          for (const [k, v] of r.headers) responseHeaders.append(k, v);
+          const location = REDIRECTS.includes(r.status) ? responseHeaders.get('location') : null;
+          if (location !== null && request.redirect !== 'manual') {
+            if (request.redirect === 'error') throw fetchFailed(`unexpected redirect to ${location}`);
+            if (hops >= MAX_REDIRECTS) throw fetchFailed('redirect count exceeded');
+            let next;
+            try {
+              next = new URL(location, url);
+            } catch {
+              throw fetchFailed(`invalid redirect location ${location}`);
+            }
+            if ((r.status === 303 && method !== 'GET' && method !== 'HEAD') || ((r.status === 301 || r.status === 302) && method === 'POST')) {
+              method = 'GET';
+              body = null;
+              for (const h of ['content-type', 'content-length', 'content-encoding', 'content-language', 'content-location']) headers.delete(h);
+            }
+            if (new URL(url).origin !== next.origin) {
+              for (const h of ['authorization', 'cookie', 'proxy-authorization', 'host']) headers.delete(h);
+            }
+            url = next.href.split('#')[0];
+            redirected = true;
+            continue;
+          }
+          const response = Object.create(Response.prototype);
+          Object.assign(response, {
+            status: r.status,
+            statusText: r.statusText,
+            headers: responseHeaders,
+            url,
+            redirected,
+            type: 'basic',
+          });
+          response._initBody({ text: r.text, bytes: r.bytes });
+          settled = true;
+          resolve(response);
+          return;
+        }
+      };
+      run()
+        .catch((e) => {
+          if (settled) return;
+          settled = true;
+          reject(e);
+        })
+        .finally(() => signal?.removeEventListener('abort', onAbort));
+    });
+  globalThis.Headers = Headers;
+  globalThis.Request = Request;
+  globalThis.Response = Response;
+  globalThis.fetch = fetch;
+
   // ---------------------------------------------------------------- process
   const proc = globalThis.process;
   const cwd = proc.cwd();

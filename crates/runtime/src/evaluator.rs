@@ -545,6 +545,19 @@ mod tests {
     }
 
     #[test]
+    fn fetch_is_refused_while_compiling() {
+        let (_dir, evaluator) = evaluator_for(&[(
+            "w.ts",
+            "let m = 'no throw';\ntry { fetch('http://127.0.0.1:9/'); } catch (e) { m = `${e.name}: ${e.message}`; }\nexport const s = m;\n",
+        )]);
+        let message = export_string(&evaluator, "w.ts", "s").expect("loads");
+        assert_eq!(
+            message,
+            "TypeError: fetch is not available while compiling workflows; call it inside a step"
+        );
+    }
+
+    #[test]
     fn endless_loop_at_top_level_times_out() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(

@@ -184,6 +184,7 @@ interface Headers {
   entries(): IterableIterator<[string, string]>;
   keys(): IterableIterator<string>;
   values(): IterableIterator<string>;
+  getSetCookie(): string[];
   [Symbol.iterator](): IterableIterator<[string, string]>;
 }
 declare var Headers: { prototype: Headers; new (init?: HeadersInit): Headers };
@@ -216,10 +217,13 @@ interface Response {
   readonly status: number;
   readonly statusText: string;
   readonly url: string;
+  readonly redirected: boolean;
   readonly headers: Headers;
   text(): Promise<string>;
   json(): Promise<any>;
   arrayBuffer(): Promise<ArrayBuffer>;
+  bytes(): Promise<Uint8Array>;
+  clone(): Response;
 }
 
 /** HTTP(S) client; TLS uses the system roots. */

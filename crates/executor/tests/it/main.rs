@@ -2,6 +2,7 @@
 
 mod support;
 
+mod fetch;
 mod jobs;
 mod leaf;
 mod processes;

@@ -6,6 +6,7 @@
 //! piece of user code at a time per call (calls may overlap for parallel groups). Everything
 //! that leaves the process — commands and log lines — goes through the [`JobHost`].
 
+mod fetch;
 pub mod host;
 mod native;
 

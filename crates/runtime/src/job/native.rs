@@ -8,15 +8,21 @@ use std::future::Future;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rquickjs::prelude::Opt;
-use rquickjs::{Ctx, Exception, Function, Object, Promise, Value};
+use rquickjs::{ArrayBuffer, Ctx, Exception, Function, Object, Promise, Value};
 use sha2::{Digest, Sha256};
 
+use super::fetch::{self, FetchRequest};
 use super::host::{CommandOutput, CommandSpec, JobHost, LogStream, ScopeId};
+
+struct InFlight {
+    abort: tokio::sync::oneshot::Sender<()>,
+    cancel: Arc<AtomicBool>,
+}
 
 type Done = Pin<Box<dyn Future<Output = CommandOutput> + Send>>;
 
@@ -30,6 +36,8 @@ pub(crate) struct Native {
     pub host: Arc<dyn JobHost>,
     processes: Mutex<HashMap<u64, Process>>,
     timers: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>,
+    /// Requests of `fetch` in flight: the abort trigger and the flag the HTTP thread polls.
+    fetches: Mutex<HashMap<u64, InFlight>>,
     next_id: AtomicU64,
     started: Instant,
 }
@@ -44,6 +52,7 @@ impl Native {
             host,
             processes: Mutex::new(HashMap::new()),
             timers: Mutex::new(HashMap::new()),
+            fetches: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             started: Instant::now(),
         })
@@ -53,6 +62,10 @@ impl Native {
     pub fn kill_all(&self, signal: &str) {
         for process in guard(&self.processes).values() {
             (process.kill)(signal);
+        }
+        for (_, request) in guard(&self.fetches).drain() {
+            request.cancel.store(true, Ordering::Relaxed);
+            let _ = request.abort.send(());
         }
     }
 }
@@ -382,6 +395,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, native: &Arc<Native>) -> rquickjs::Re
 
     install_fs(ctx, &o)?;
     install_os(ctx, &o)?;
+    install_fetch(ctx, &o, native)?;
 
     o.set(
         "randomBytes",
@@ -430,6 +444,136 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, native: &Arc<Native>) -> rquickjs::Re
     )?;
 
     ctx.globals().set("__kici_job", o)?;
+    Ok(())
+}
+
+/// `fetch(id, method, url, [[name, value]], body?, binary?)` (a binary body as Latin-1)
+/// resolves to `{status, statusText, headers, text(), bytes()}`, `{error, code}` when the request failed, or `null` once
+/// `abortFetch(id)` was called (the JavaScript side rejects with the signal's reason itself).
+fn install_fetch<'js>(
+    ctx: &Ctx<'js>,
+    o: &Object<'js>,
+    native: &Arc<Native>,
+) -> rquickjs::Result<()> {
+    let n = native.clone();
+    o.set(
+        "fetch",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>,
+                  id: f64,
+                  method: String,
+                  url: String,
+                  headers: Vec<Vec<String>>,
+                  body: Opt<Option<String>>,
+                  binary: Opt<bool>|
+                  -> rquickjs::Result<Promise<'js>> {
+                let binary = binary.0.unwrap_or(false);
+                let body = body.0.flatten().map(|s| {
+                    if binary {
+                        latin1_to_bytes(&s)
+                    } else {
+                        s.into_bytes()
+                    }
+                });
+                let id = id as u64;
+                let request = FetchRequest {
+                    method,
+                    url,
+                    headers: headers
+                        .into_iter()
+                        .filter_map(|mut pair| {
+                            let value = pair.pop()?;
+                            Some((pair.pop()?, value))
+                        })
+                        .collect(),
+                    body,
+                };
+                let cancel = Arc::new(AtomicBool::new(false));
+                let (abort, aborted) = tokio::sync::oneshot::channel::<()>();
+                let (done_tx, done) = tokio::sync::oneshot::channel();
+                guard(&n.fetches).insert(
+                    id,
+                    InFlight {
+                        abort,
+                        cancel: cancel.clone(),
+                    },
+                );
+                // A plain thread, not the blocking pool: an aborted request may still wait on
+                // its socket until a timeout, and must not hold up the runtime's shutdown.
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("kici-fetch".into())
+                        .spawn(move || {
+                            let _ = done_tx.send(fetch::perform(request, &cancel));
+                        });
+                let n = n.clone();
+                let c = ctx.clone();
+                Promise::wrap_future(&ctx, async move {
+                    let outcome = match spawned {
+                        Err(e) => Some(Err(fetch::FetchError {
+                            message: format!("cannot start a thread: {e}"),
+                            code: None,
+                        })),
+                        Ok(_) => tokio::select! {
+                            r = done => Some(r.unwrap_or_else(|_| Err(fetch::FetchError {
+                                message: "internal: the request thread ended early".into(),
+                                code: None,
+                            }))),
+                            _ = aborted => None,
+                        },
+                    };
+                    guard(&n.fetches).remove(&id);
+                    let Some(outcome) = outcome else {
+                        return Ok(Value::new_null(c.clone()));
+                    };
+                    let o = Object::new(c.clone())?;
+                    match outcome {
+                        Ok(r) => {
+                            o.set("status", r.status)?;
+                            o.set("statusText", r.status_text)?;
+                            let headers: Vec<Vec<String>> =
+                                r.headers.into_iter().map(|(k, v)| vec![k, v]).collect();
+                            o.set("headers", headers)?;
+                            // The body stays in Rust until read; the closures own it, so it
+                            // goes when the response object is collected.
+                            let body = Arc::new(r.body);
+                            let b = body.clone();
+                            o.set(
+                                "text",
+                                Function::new(c.clone(), move || {
+                                    let bytes = b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&b);
+                                    String::from_utf8_lossy(bytes).into_owned()
+                                })?,
+                            )?;
+                            o.set(
+                                "bytes",
+                                Function::new(c.clone(), move |ctx: Ctx<'js>| {
+                                    ArrayBuffer::new_copy(ctx, body.as_slice())
+                                })?,
+                            )?;
+                        }
+                        Err(e) => {
+                            o.set("error", e.message)?;
+                            o.set("code", e.code)?;
+                        }
+                    }
+                    Ok::<_, rquickjs::Error>(o.into_value())
+                })
+            },
+        )?,
+    )?;
+
+    let n = native.clone();
+    o.set(
+        "abortFetch",
+        Function::new(ctx.clone(), move |id: f64| {
+            if let Some(request) = guard(&n.fetches).remove(&(id as u64)) {
+                request.cancel.store(true, Ordering::Relaxed);
+                let _ = request.abort.send(());
+            }
+        })?,
+    )?;
     Ok(())
 }
 
