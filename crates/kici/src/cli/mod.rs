@@ -5,6 +5,7 @@ mod event;
 mod gitdir;
 mod hook;
 mod init;
+mod orchestrator;
 mod output;
 mod preview;
 mod repo;
@@ -68,6 +69,8 @@ enum Command {
     Hook(hook::HookCommand),
     /// (Re)write the SDK type declarations under .kici/types/.
     Types,
+    /// Start the orchestrator server.
+    Orchestrator(orchestrator::OrchestratorArgs),
     /// Print the version.
     Version,
 }
@@ -108,6 +111,7 @@ pub fn run() -> ExitCode {
         Command::Hook(command) => hook::run(&cli.global, &command),
         Command::Run(command) => run::run(&cli.global, &command),
         Command::Types => init::run_types(&cli.global),
+        Command::Orchestrator(args) => orchestrator::run(&cli.global, &args),
         Command::Version => version(&cli.global),
     };
     ExitCode::from(code)

@@ -7,6 +7,7 @@ mod compile;
 mod general;
 mod hook;
 mod init;
+mod orchestrator;
 mod preview;
 mod run_local;
 mod support;
