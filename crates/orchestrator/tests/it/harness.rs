@@ -16,64 +16,34 @@ use kici_orchestrator::{
     AppState, Config, LockSourceConfig, Source, SourceConfig, SourceKind, Sources,
 };
 use kici_store::{Store, StoreOptions};
-use sqlx::Connection;
+use kici_testkit::db::TestDatabase;
 use tower::ServiceExt;
 
-const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/";
 pub const APP_ID: &str = "4242";
 pub const SECRET: &str = "s3cret-webhook";
 pub const REPO: &str = "acme/widgets";
 
+/// A per-test database (`kici_testkit::db`).
 pub struct TestDb {
     pub url: String,
-    pg_name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-fn pg_base() -> String {
-    std::env::var("KICI_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG.to_string())
-}
-
-fn pg_url(base: &str, db: &str) -> String {
-    format!("{}/{db}", base.trim_end_matches('/'))
+    database: TestDatabase,
 }
 
 impl TestDb {
     pub async fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = kici_store::sqlite_url(&dir.path().join("kici.db"));
-        TestDb {
-            url,
-            pg_name: None,
-            _dir: Some(dir),
-        }
+        Self::from(TestDatabase::sqlite())
     }
 
-    /// `None` (after a loud message) when PostgreSQL is unreachable outside CI.
+    /// `None` when PostgreSQL is unreachable outside CI.
     pub async fn postgres() -> Option<TestDb> {
-        let base = pg_base();
-        let admin_url = pg_url(&base, "postgres");
-        let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
-            Ok(conn) => conn,
-            Err(e) => {
-                if std::env::var_os("CI").is_some() {
-                    panic!("PostgreSQL unreachable at {admin_url} (CI is set, so this fails): {e}");
-                }
-                eprintln!("\n*** SKIPPED: PostgreSQL unreachable at {admin_url}: {e}\n");
-                return None;
-            }
-        };
-        let name = format!("kici_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        Some(TestDb {
-            url: pg_url(&base, &name),
-            pg_name: Some(name),
-            _dir: None,
-        })
+        Some(Self::from(TestDatabase::postgres().await?))
+    }
+
+    fn from(database: TestDatabase) -> TestDb {
+        TestDb {
+            url: database.url.clone(),
+            database,
+        }
     }
 
     pub async fn store(&self, max_attempts: i64) -> Store {
@@ -90,17 +60,7 @@ impl TestDb {
 
     /// Called only when the test body returned, so a failing test keeps its database.
     pub async fn finish(self) {
-        if let Some(name) = self.pg_name {
-            let admin_url = pg_url(&pg_base(), "postgres");
-            if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await;
-                admin.close().await.ok();
-            }
-        }
+        self.database.finish().await;
     }
 }
 
