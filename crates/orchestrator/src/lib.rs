@@ -11,6 +11,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod lock_source;
 pub mod metrics;
 pub mod pipeline;

@@ -14,6 +14,7 @@ use kici_store::Store;
 use tokio::sync::Notify;
 
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::source::Sources;
 
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     pub config: Config,
     /// Signalled after an inbox insert so a worker picks the item up at once.
     pub inbox_wake: Notify,
+    /// Run, job, step and log changes for live followers.
+    pub events: EventBus,
     pub started: Instant,
 }
 
@@ -45,6 +48,7 @@ impl AppState {
                 metrics: Arc::new(Metrics::default()),
                 config,
                 inbox_wake: Notify::new(),
+                events: EventBus::default(),
                 started: Instant::now(),
             }),
         }
@@ -56,6 +60,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
     }
 }
 
