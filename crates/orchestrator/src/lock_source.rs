@@ -70,6 +70,12 @@ pub trait LockSource: Send + Sync + 'static {
         base: &'a str,
         head: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, FetchError>>;
+
+    /// The directory holding `<owner>/<name>` repositories when they are on this machine's
+    /// disk (local sources); agents then clone from that path.
+    fn local_base(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// `local-file`: repositories on disk at `<base>/<owner>/<name>` (bare or not), read with
@@ -99,6 +105,10 @@ impl LocalFile {
 }
 
 impl LockSource for LocalFile {
+    fn local_base(&self) -> Option<&Path> {
+        Some(&self.base)
+    }
+
     fn fetch<'a>(
         &'a self,
         repo: &'a str,

@@ -68,6 +68,22 @@ impl Source {
         }
     }
 
+    /// The URL an agent clones `repo` (`owner/name`) from, without credentials
+    /// (`orchestrator.md` §4.3, §4.4): the path on disk for local-file locks, else the
+    /// forge's HTTPS URL.
+    pub fn clone_url(&self, repo: &str) -> String {
+        match self.lock.local_base() {
+            Some(base) => base.join(repo).display().to_string(),
+            None => format!("https://github.com/{repo}.git"),
+        }
+    }
+
+    /// Credentials an agent needs to clone from this source; `None` when it needs none
+    /// (local sources). Sent in `job.dispatch` `sourceAuth`, never in the URL.
+    pub fn clone_auth(&self) -> Option<kici_engine::protocol::GitAuth> {
+        None
+    }
+
     /// The inbox `provider` column.
     pub fn provider(&self) -> &'static str {
         match self.kind {

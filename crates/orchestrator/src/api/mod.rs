@@ -62,6 +62,10 @@ impl AppState {
         &self.inner.metrics
     }
 
+    pub fn sources(&self) -> &Sources {
+        &self.inner.sources
+    }
+
     pub fn events(&self) -> &EventBus {
         &self.inner.events
     }
