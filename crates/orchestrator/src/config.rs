@@ -29,6 +29,87 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// This node's name in inbox leases.
     pub node_id: String,
+    /// `KICI_SECRET_KEY`: the master key (64 hex digits or base64 of 32 bytes). `None`:
+    /// `<data_dir>/secret.key`, generated on first start (SQLite only; PostgreSQL needs a
+    /// key, §15.1).
+    pub secret_key: Option<Secret>,
+    /// `KICI_BOOTSTRAP_ADMIN_TOKEN`: the owner token created on first start; `None` = a
+    /// generated one, shown once through [`crate::Handle::bootstrap_admin_token`].
+    pub bootstrap_admin_token: Option<Secret>,
+    /// `KICI_LOCKFILE_CACHE_MAX` (500 entries; 0 disables the cache).
+    pub lock_cache_max: usize,
+    /// `KICI_LOCKFILE_CACHE_TTL_MS` (1 h).
+    pub lock_cache_ttl: Duration,
+    /// `KICI_TRUSTED_PROXIES`: IPs or CIDR ranges allowed to set `X-Forwarded-For`.
+    pub trusted_proxies: Vec<String>,
+    /// `KICI_WEBHOOK_PUBLIC_URL`: base of the webhook URLs the API shows; `None` =
+    /// `http://<bind>`.
+    pub webhook_public_url: Option<String>,
+    /// The agent side: authentication mode, dispatch and liveness timers (`protocol.md`
+    /// §3, §6, §10, §13; `orchestrator.md` §9.3, §10).
+    pub agents: AgentsConfig,
+}
+
+/// `KICI_AGENT_AUTH` (`protocol.md` §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentAuth {
+    /// `token` (default): every connection presents an agent token.
+    Token,
+    /// `none`: agents register without a token; refused unless the listener is bound to a
+    /// loopback address or `allow_remote` is set.
+    None { allow_remote: bool },
+}
+
+/// Agent connections, dispatch and liveness. Defaults are the spec's; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct AgentsConfig {
+    /// `KICI_AGENT_AUTH` (+ `KICI_AGENT_AUTH_NONE_ALLOW_REMOTE`).
+    pub auth: AgentAuth,
+    /// No `auth.request` within this → close 4002 (5 s).
+    pub auth_timeout: Duration,
+    /// No `agent.register` within this after auth (or open) → close 4002 (10 s).
+    pub registration_timeout: Duration,
+    /// Connection silent this long → logged unhealthy (90 s).
+    pub heartbeat_unhealthy_after: Duration,
+    /// Connection silent this long → close 4004 (180 s).
+    pub heartbeat_timeout: Duration,
+    /// `KICI_DISPATCH_ACK_TIMEOUT_MS` (10 s, at least 1 s). Applied to the store's queue
+    /// limits by [`crate::Orchestrator::start`].
+    pub dispatch_ack_timeout: Duration,
+    /// `KICI_AGENT_MAX_RECONNECT_DELAY_MS` (60 s); the recovery window is twice this.
+    pub max_reconnect_delay: Duration,
+    /// `KICI_JOB_HEARTBEAT_INTERVAL_MS` (60 s), also sent to agents in `register.ack`.
+    pub job_heartbeat_interval: Duration,
+    /// `KICI_STALE_DETECTOR_THRESHOLD_MULTIPLIER` (2).
+    pub stale_threshold_multiplier: u32,
+    /// `KICI_STALE_DETECTOR_SCAN_INTERVAL_MS` (60 s).
+    pub stale_scan_interval: Duration,
+    /// `KICI_QUEUE_DRAIN_INTERVAL_MS` (5 s): the periodic dispatch pass.
+    pub queue_drain_interval: Duration,
+    /// Ack-deadline and recovery-deadline sweeps (10 s).
+    pub sweep_interval: Duration,
+    /// Queue-expiry sweep (60 s).
+    pub queue_expiry_interval: Duration,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        AgentsConfig {
+            auth: AgentAuth::Token,
+            auth_timeout: Duration::from_secs(5),
+            registration_timeout: Duration::from_secs(10),
+            heartbeat_unhealthy_after: Duration::from_secs(90),
+            heartbeat_timeout: Duration::from_secs(180),
+            dispatch_ack_timeout: Duration::from_secs(10),
+            max_reconnect_delay: Duration::from_secs(60),
+            job_heartbeat_interval: Duration::from_secs(60),
+            stale_threshold_multiplier: 2,
+            stale_scan_interval: Duration::from_secs(60),
+            queue_drain_interval: Duration::from_secs(5),
+            sweep_interval: Duration::from_secs(10),
+            queue_expiry_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Inbox processing (`orchestrator.md` §3.3).
@@ -73,6 +154,13 @@ impl Config {
             queue_timeout: Some(Duration::from_secs(3600)),
             sources: Vec::new(),
             node_id: "orchestrator".to_string(),
+            secret_key: None,
+            bootstrap_admin_token: None,
+            lock_cache_max: 500,
+            lock_cache_ttl: Duration::from_secs(3600),
+            trusted_proxies: Vec::new(),
+            webhook_public_url: None,
+            agents: AgentsConfig::default(),
         }
     }
 
@@ -106,6 +194,12 @@ pub enum SourceKind {
         /// The previous secret, accepted during a rotation.
         previous_webhook_secret: Option<Secret>,
     },
+    /// A universal-git forge (`POST /webhook/:orgId/generic/:name`).
+    Git(Box<crate::provider::GitSettings>),
+    /// A generic JSON webhook (registration dispatch, §8.2).
+    Generic(Box<crate::provider::GenericSettings>),
+    /// Repositories on the orchestrator's disk (§4.4).
+    Local(Box<crate::provider::LocalSettings>),
 }
 
 /// Which [`crate::lock_source::LockSource`] serves a source.

@@ -15,9 +15,27 @@ pub enum ApiError {
     /// 401: signature or token check failed.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: authenticated, but the role lacks the permission.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404.
     #[error("{0}")]
     NotFound(String),
+    /// 409: the name (or id) is taken, or the state forbids the change.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body exceeds the source's payload limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 429 with `Retry-After`: the source's rate limit is spent.
+    #[error("rate limit exceeded; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// 500: something on our side failed; the message is safe to show.
+    #[error("{0}")]
+    Internal(String),
+    /// 409 `run_terminal`: a cancel of a run (or job) that already ended (§13).
+    #[error("{0}")]
+    RunTerminal(String),
     /// 503 with `Retry-After: 5`: the database did not answer.
     #[error("temporarily unavailable")]
     Unavailable(#[source] kici_store::Error),
@@ -28,7 +46,13 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::RunTerminal(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -38,7 +62,13 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Internal(_) => "internal",
+            ApiError::RunTerminal(_) => "run_terminal",
             ApiError::Unavailable(_) => "unavailable",
         }
     }
@@ -58,6 +88,11 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let body = ErrorBody::new(self.code(), self.to_string());
         let mut response = (status, Json(body)).into_response();
+        if let ApiError::RateLimited { retry_after_secs } = &self
+            && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
@@ -77,9 +112,15 @@ pub enum Error {
     },
     #[error("cannot open the database: {0}")]
     Store(#[from] kici_store::Error),
+    #[error(transparent)]
+    Startup(#[from] crate::startup::StartupError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "KICI_AGENT_AUTH=none is refused on the non-loopback address {addr} unless KICI_AGENT_AUTH_NONE_ALLOW_REMOTE=true"
+    )]
+    UnauthenticatedAgentsOnRemoteBind { addr: std::net::SocketAddr },
 }

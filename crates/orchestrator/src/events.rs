@@ -7,11 +7,24 @@ use tokio::sync::broadcast;
 /// What changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Run { run_id: String },
-    Job { run_id: String, job_id: String },
-    Step { run_id: String, job_id: String, step_index: i64 },
+    Run {
+        run_id: String,
+    },
+    Job {
+        run_id: String,
+        job_id: String,
+    },
+    Step {
+        run_id: String,
+        job_id: String,
+        step_index: i64,
+    },
     /// New log lines were stored for the step.
-    Log { run_id: String, job_id: String, step_index: i64 },
+    Log {
+        run_id: String,
+        job_id: String,
+        step_index: i64,
+    },
 }
 
 impl Change {

@@ -8,19 +8,27 @@
 //! **Invariant:** this crate runs no user code (it never links `kici-runtime` or
 //! `kici-executor`) and holds no SQL (that is `kici-store`).
 
+pub mod agents;
 pub mod api;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod git;
+pub mod lock_cache;
 pub mod lock_source;
 pub mod metrics;
 pub mod pipeline;
 pub mod plan;
+pub mod provider;
+pub mod secrets;
 pub mod server;
 pub mod source;
+pub mod startup;
 
 pub use api::{AppState, app};
-pub use config::{Config, InboxConfig, LockSourceConfig, SourceConfig, SourceKind};
+pub use config::{
+    AgentAuth, AgentsConfig, Config, InboxConfig, LockSourceConfig, SourceConfig, SourceKind,
+};
 pub use error::{ApiError, Error};
 pub use server::{Handle, Orchestrator};
 pub use source::{Source, Sources};

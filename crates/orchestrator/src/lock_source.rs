@@ -7,15 +7,11 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 /// Path of the lock inside a repository.
 pub const LOCK_PATH: &str = ".kici/kici.lock.json";
 /// Larger locks are treated as corrupt.
 pub const MAX_LOCK_BYTES: u64 = 5 * 1024 * 1024;
-/// Budget of one git command.
-const GIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -200,50 +196,7 @@ impl LockSource for LocalFile {
     }
 }
 
-/// Runs `git -C dir <args>` on the blocking pool and returns its stdout.
+/// Runs `git -C dir <args>` (with a time budget, killed on timeout) and returns its stdout.
 async fn git(dir: &Path, operation: &'static str, args: &[&str]) -> Result<Vec<u8>, FetchError> {
-    let dir = dir.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
-    let shown = dir.display().to_string();
-    let task = tokio::task::spawn_blocking(move || {
-        Command::new("git")
-            .arg("-C")
-            .arg(&dir)
-            .args(&args)
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .stdin(Stdio::null())
-            .output()
-    });
-    let output = match tokio::time::timeout(GIT_TIMEOUT, task).await {
-        Err(_) => {
-            return Err(FetchError::Timeout {
-                operation,
-                seconds: GIT_TIMEOUT.as_secs(),
-            });
-        }
-        Ok(Err(join)) => {
-            return Err(FetchError::Git {
-                operation,
-                dir: shown,
-                message: join.to_string(),
-            });
-        }
-        Ok(Ok(Err(io))) => {
-            return Err(FetchError::Git {
-                operation,
-                dir: shown,
-                message: io.to_string(),
-            });
-        }
-        Ok(Ok(Ok(output))) => output,
-    };
-    if output.status.success() {
-        Ok(output.stdout)
-    } else {
-        Err(FetchError::Git {
-            operation,
-            dir: shown,
-            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        })
-    }
+    crate::git::git_local(dir, operation, args).await
 }

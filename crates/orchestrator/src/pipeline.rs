@@ -15,10 +15,13 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use std::sync::Arc;
+
 use crate::api::AppState;
-use crate::config::SourceKind;
-use crate::lock_source::Fetched;
+use crate::lock_cache::LockCache;
+use crate::lock_source::{FetchError, Fetched};
 use crate::plan::{RunContext, lock_failure_run, plan_run};
+use crate::provider::Provider;
 use crate::source::Source;
 
 /// How an item ended when it did not fail.
@@ -168,11 +171,16 @@ pub async fn process(state: &AppState, item: &InboxItem) -> Result<Done, Retryab
             "bodies stored outside the database are not supported yet",
         ));
     };
-    let headers = Headers::from_json(&item.headers);
-    let engine_source = match source.kind {
-        SourceKind::GitHubApp { .. } => provider::Source::GitHubApp,
+    let normalised = if item.provider == "manual" {
+        match manual_event(body) {
+            Ok(event) => Ok(Normalised::Event(Box::new(event))),
+            Err(reason) => return Ok(Done::because("ignored", reason)),
+        }
+    } else {
+        let headers = Headers::from_json(&item.headers);
+        Provider::normalise(source.as_ref(), &headers, body)
     };
-    let normalised = match provider::normalise(engine_source, &headers, body) {
+    let normalised = match normalised {
         Ok(Normalised::Event(event)) => *event,
         Ok(Normalised::Ignored { reason }) => return Ok(Done::because(reason.outcome(), reason)),
         Err(e) => return Ok(Done::because("ignored", e)),
@@ -190,15 +198,15 @@ async fn plan_event(
     repo: &str,
     normalised: NormalisedEvent,
 ) -> Result<Done, Retryable> {
-    let lock_source = source.lock.as_ref();
+    let lock_source: &dyn Provider = source;
     // Trust (§5.1): fork pull requests are untrusted; the default policy skips them.
     if normalised.is_pull_request() && normalised.event.is_fork_pr == Some(true) {
         return Ok(Done::because("ignored", "Skipped: untrusted pull request"));
     }
     let sha = match &normalised.revision {
         Revision::Commit(sha) => sha.clone(),
-        Revision::Ref(git_ref) => lock_source.resolve(repo, git_ref).await?,
-        Revision::DefaultBranchHead => lock_source.resolve(repo, "HEAD").await?,
+        Revision::Ref(git_ref) => lock_source.resolve_ref(repo, git_ref).await?,
+        Revision::DefaultBranchHead => lock_source.resolve_ref(repo, "HEAD").await?,
         Revision::Registration => {
             return Ok(Done::because(
                 "ignored",
@@ -232,14 +240,13 @@ async fn plan_event(
         }
     }
 
-    let lock = match lock_source.fetch(repo, &sha).await {
+    let lock = match fetch_lock(state, source, repo, &sha).await {
         Err(e) => {
             state.metrics().lock_fetch_error();
             return Err(e.into());
         }
-        Ok(Fetched::NotFound) => return Ok(Done::bare("no_lock")),
-        Ok(Fetched::Corrupt(message)) => Err(message),
-        Ok(Fetched::Found(text)) => LockFile::from_json(&text).map_err(|e| e.to_string()),
+        Ok(None) => return Ok(Done::bare("no_lock")),
+        Ok(Some(lock)) => lock,
     };
     let lock = match lock {
         Ok(lock) => lock,
@@ -276,6 +283,7 @@ async fn plan_event(
         }
         let run = plan_run(&ctx, workflow, decision);
         run_ids.push(created_run_id(state.store().create_run(&run).await?));
+        state.wake_dispatch();
     }
     Ok(Done {
         outcome: if run_ids.is_empty() {
@@ -305,4 +313,63 @@ fn git_ref_of(event: &Event) -> String {
             None => String::new(),
         },
     }
+}
+
+/// The lock at `sha`: from the cache when a parsed lock of this commit is there, else
+/// fetched, parsed and (only then) cached. `Ok(None)`: the commit has no lock. A corrupt lock
+/// is `Ok(Some(Err(message)))` and never cached; fetch errors stay errors (retryable).
+async fn fetch_lock(
+    state: &AppState,
+    source: &Source,
+    repo: &str,
+    sha: &str,
+) -> Result<Option<Result<Arc<LockFile>, String>>, FetchError> {
+    let cache = state.lock_cache();
+    let key = LockCache::key(source.provider(), repo, sha);
+    if let Some(key) = &key
+        && let Some(lock) = cache.get(key)
+    {
+        return Ok(Some(Ok(lock)));
+    }
+    let parsed = match Provider::fetch_lock(source, repo, sha).await? {
+        Fetched::NotFound => return Ok(None),
+        Fetched::Corrupt(message) => Err(message),
+        Fetched::Found(text) => LockFile::from_json(&text)
+            .map(Arc::new)
+            .map_err(|e| e.to_string()),
+    };
+    if let (Some(key), Ok(lock)) = (key, &parsed) {
+        cache.insert(key, lock.clone());
+    }
+    Ok(Some(parsed))
+}
+
+/// A manual dispatch item (`POST dispatch`, §8.4) → the event of `triggers.md` §9.5.
+fn manual_event(body: &[u8]) -> Result<NormalisedEvent, String> {
+    let request: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let text = |key: &str| request.get(key).and_then(Value::as_str).map(str::to_string);
+    let repo = text("repo").ok_or("the dispatch names no repository")?;
+    let dispatch_type = text("type").ok_or("the dispatch has no type")?;
+    let requested_by = text("requestedBy").unwrap_or_else(|| "admin".into());
+    let inputs = request
+        .get("inputs")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let branch = text("branch");
+    let mut event = provider::manual_dispatch_event(
+        &dispatch_type,
+        branch.as_deref().unwrap_or(""),
+        inputs,
+        &requested_by,
+        Some(&repo),
+    );
+    if branch.is_none() {
+        event.event.target_branch = None;
+        event.revision = Revision::DefaultBranchHead;
+    }
+    if let Some(sha) = text("sha") {
+        event.revision = Revision::Commit(sha);
+    }
+    Ok(event)
 }

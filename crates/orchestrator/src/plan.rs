@@ -205,7 +205,7 @@ fn plan_jobs(ctx: &RunContext<'_>, workflow: &LockWorkflow) -> (Vec<NewJob>, Vec
 }
 
 fn plan_static(workflow: &LockWorkflow, job: &LockJob) -> Vec<Planned> {
-    let config = serde_json::to_value(job).unwrap_or(Value::Null);
+    let config = job_config(workflow, job);
     if job.runs_on_all.is_some() {
         return vec![failed(
             &job.name,
@@ -314,6 +314,24 @@ fn plan_static(workflow: &LockWorkflow, job: &LockJob) -> Vec<Planned> {
                 .collect(),
         },
     }
+}
+
+/// `job_config` (§7 step 3): the lock entry plus the workflow keys the dispatch frame needs
+/// and the run does not hold (`protocol.md` §4.2: `source`, `contentHash`,
+/// `resolvedHashFiles`); the rest is added when the frame is built.
+fn job_config(workflow: &LockWorkflow, job: &LockJob) -> Value {
+    let mut config = serde_json::to_value(job).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut config {
+        map.insert(
+            "source".to_string(),
+            json!({"file": workflow.source.file, "exportName": workflow.source.export}),
+        );
+        map.insert("contentHash".to_string(), json!(workflow.content_hash));
+        if let Some(files) = &workflow.resolved_hash_files {
+            map.insert("resolvedHashFiles".to_string(), json!(files));
+        }
+    }
+    config
 }
 
 fn steps_need_approval(job: &LockJob) -> bool {

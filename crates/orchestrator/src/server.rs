@@ -22,6 +22,8 @@ pub struct Orchestrator;
 #[derive(Debug)]
 pub struct Handle {
     local_addr: SocketAddr,
+    /// The owner token generated on this (first) start, to be shown once.
+    bootstrap_admin_token: Option<kici_engine::protocol::Secret>,
     state: AppState,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -38,6 +40,13 @@ impl Orchestrator {
             max_connections: config.db_max_connections,
             queue: QueueLimits {
                 max_depth: config.queue_max_depth,
+                ack_timeout_ms: i64::try_from(
+                    kici_engine::protocol::limits::dispatch_ack_timeout_ms(
+                        u64::try_from(config.agents.dispatch_ack_timeout.as_millis())
+                            .unwrap_or(u64::MAX),
+                    ),
+                )
+                .unwrap_or(i64::MAX),
                 ..QueueLimits::default()
             },
             inbox_max_attempts: config.inbox.max_attempts,
@@ -62,6 +71,12 @@ impl Orchestrator {
                 tracing::info!(applied = ?report.applied, current = report.current, "database migrated");
             }
         }
+        if let crate::config::AgentAuth::None { allow_remote } = config.agents.auth {
+            if !allow_remote && !config.bind.ip().is_loopback() {
+                return Err(Error::UnauthenticatedAgentsOnRemoteBind { addr: config.bind });
+            }
+            tracing::warn!("agents are not authenticated (KICI_AGENT_AUTH=none)");
+        }
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| Error::Bind {
@@ -73,14 +88,22 @@ impl Orchestrator {
             source,
         })?;
         let state = AppState::new(store, config, sources);
+        // Sources from the store, seeded configuration, and the first owner token.
+        let bootstrap_admin_token = crate::startup::prepare(&state).await?;
         let tracker = TaskTracker::new();
+        // Dispatches whose agents are gone enter recovery before any agent can connect.
+        crate::agents::recover_at_start(&state).await?;
         pipeline::spawn_workers(&state, &tracker, &cancel);
+        crate::agents::spawn_tasks(&state, &tracker, &cancel);
         let router = app(state.clone());
         let shutdown = cancel.clone();
         tracker.spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await;
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
@@ -88,6 +111,7 @@ impl Orchestrator {
         tracker.close();
         tracing::info!(%local_addr, "orchestrator listening");
         Ok(Handle {
+            bootstrap_admin_token,
             local_addr,
             state,
             tracker,
@@ -97,6 +121,12 @@ impl Orchestrator {
 }
 
 impl Handle {
+    /// The bootstrap owner token when this start generated it (first start without
+    /// `KICI_BOOTSTRAP_ADMIN_TOKEN`); the binary prints it once to stderr. Never logged.
+    pub fn bootstrap_admin_token(&self) -> Option<&kici_engine::protocol::Secret> {
+        self.bootstrap_admin_token.as_ref()
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }

@@ -136,7 +136,7 @@ pub struct InboxItem {
     pub processed_at: Option<i64>,
 }
 
-fn item_from_row(row: &impl RowExt) -> Result<InboxItem> {
+pub(crate) fn item_from_row(row: &impl RowExt) -> Result<InboxItem> {
     let status = row.text("status")?;
     let run_ids = match row.json("run_ids")? {
         Some(value) => serde_json::from_value(value).map_err(|e| Error::Corrupt {

@@ -46,23 +46,31 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
+pub mod agents;
 pub mod inbox;
+pub mod listing;
 pub mod logs;
 pub mod migrate;
 mod ops;
 pub mod queue;
 pub mod runs;
+pub mod sources;
 pub mod tokens;
 
+pub use agents::{DispatchedJob, StaleJob};
 pub use inbox::{
     FailOutcome, InboxItem, InboxStatus, InsertOutcome, NewDelivery, inbox_backoff_ms, sha256_hex,
 };
+pub use listing::RunFilter;
 pub use logs::{LogChunk, LogLine, LogPage};
 pub use migrate::MigrationReport;
 pub use queue::{AgentProfile, ClaimedJob, EnqueueSpec, QueueEntry, Requeue};
 pub use runs::{
     CreateRunOutcome, Job, JobStart, JobTransition, JobUpdate, Need, NewJob, NewNeed, NewRun, Run,
     RunUpdate, Step, StepReport, StepWrite,
+};
+pub use sources::{
+    NewSource, SYSTEM_ORG, SecretWrite, SourceRecord, StoredSecret, source_secret_scope,
 };
 pub use tokens::{
     AdminToken, AgentToken, AgentTokenKind, NewAdminToken, NewAgentToken, generate_token,
@@ -120,6 +128,8 @@ pub enum Error {
     EnqueueOutsideQueue { event: Event },
     #[error("{entity} {id} not found")]
     NotFound { entity: &'static str, id: String },
+    #[error("{entity} {id} already exists")]
+    Conflict { entity: &'static str, id: String },
     #[error("dispatch queue full ({pending} pending jobs)")]
     QueueFull { pending: i64, max: i64 },
     #[error(

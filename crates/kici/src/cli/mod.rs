@@ -1,5 +1,7 @@
 //! Command-line parsing (clap) and dispatch to one module per subcommand.
 
+mod admin;
+mod client;
 mod compile;
 mod event;
 mod gitdir;
@@ -8,8 +10,10 @@ mod init;
 mod orchestrator;
 mod output;
 mod preview;
+mod remote;
 mod repo;
 mod run;
+mod up;
 mod watch;
 
 use std::process::ExitCode;
@@ -71,6 +75,8 @@ enum Command {
     Types,
     /// Start the orchestrator server.
     Orchestrator(orchestrator::OrchestratorArgs),
+    /// Operator commands: a client of the orchestrator's REST API.
+    Admin(admin::AdminArgs),
     /// Print the version.
     Version,
 }
@@ -112,6 +118,7 @@ pub fn run() -> ExitCode {
         Command::Run(command) => run::run(&cli.global, &command),
         Command::Types => init::run_types(&cli.global),
         Command::Orchestrator(args) => orchestrator::run(&cli.global, &args),
+        Command::Admin(args) => admin::run(&cli.global, &args),
         Command::Version => version(&cli.global),
     };
     ExitCode::from(code)

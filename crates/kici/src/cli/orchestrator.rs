@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use kici_orchestrator::config::AgentAuth;
 use kici_orchestrator::{Config, Orchestrator};
 use tokio_util::sync::CancellationToken;
 
@@ -332,34 +333,26 @@ const KNOWN_PREFIXES: &[&str] = &[
 /// Orchestrator settings of §19 that are accepted but not implemented yet: setting one is a
 /// warning, so nobody believes it took effect.
 const NOT_YET: &[&str] = &[
-    "KICI_AGENT_AUTH",
-    "KICI_AGENT_AUTH_NONE_ALLOW_REMOTE",
-    "KICI_AGENT_MAX_RECONNECT_DELAY_MS",
     "KICI_AGENT_TOKEN_TTL_MS",
     "KICI_BASE_PATH",
     "KICI_BOOTSTRAP_ADMIN_TOKEN",
     "KICI_CONCURRENCY_WAIT_TIMEOUT_MS",
     "KICI_DASHBOARD_URL",
-    "KICI_DISPATCH_ACK_TIMEOUT_MS",
     "KICI_GENERIC_FANOUT_MAX",
     "KICI_INBOX_INLINE_MAX_BYTES",
     "KICI_INBOX_RETENTION_DAYS",
     "KICI_INLINE_EVAL_TIMEOUT_MS",
-    "KICI_JOB_HEARTBEAT_INTERVAL_MS",
     "KICI_LOCKFILE_CACHE_MAX",
     "KICI_LOCKFILE_CACHE_TTL_MS",
     "KICI_LOG_DIR",
     "KICI_LOG_MAX_SIZE",
     "KICI_LOG_RETENTION_DAYS",
     "KICI_QUEUE_BACKPRESSURE_THRESHOLD",
-    "KICI_QUEUE_DRAIN_INTERVAL_MS",
     "KICI_RUN_RETENTION_DAYS",
     "KICI_SECRET_KEY",
     "KICI_SECRET_KEY_FILE",
     "KICI_SECRET_KEY_OLD",
     "KICI_SECRET_KEY_OLD_FILE",
-    "KICI_STALE_DETECTOR_SCAN_INTERVAL_MS",
-    "KICI_STALE_DETECTOR_THRESHOLD_MULTIPLIER",
     "KICI_TRUSTED_PROXIES",
     "KICI_UNTRUSTED_PR_POLICY",
     "KICI_WEBHOOK_PUBLIC_URL",
@@ -568,6 +561,52 @@ impl Settings {
             "milliseconds as a whole number (0 = never)",
             |v| v.parse::<u64>().ok(),
         );
+        let agent_auth = r.parse("KICI_AGENT_AUTH", "token", "token or none", |v| {
+            matches!(v, "token" | "none").then(|| v.to_string())
+        });
+        let allow_remote = r.parse(
+            "KICI_AGENT_AUTH_NONE_ALLOW_REMOTE",
+            "false",
+            "true or false",
+            parse_bool,
+        );
+        let ms = |v: &str| v.parse::<u64>().ok().map(Duration::from_millis);
+        let ack_timeout = r.parse(
+            "KICI_DISPATCH_ACK_TIMEOUT_MS",
+            "10000",
+            "milliseconds as a whole number of at least 1000",
+            |v| ms(v).filter(|d| *d >= Duration::from_secs(1)),
+        );
+        let max_reconnect = r.parse(
+            "KICI_AGENT_MAX_RECONNECT_DELAY_MS",
+            "60000",
+            "milliseconds as a whole number of at least 1000",
+            |v| ms(v).filter(|d| *d >= Duration::from_secs(1)),
+        );
+        let job_heartbeat = r.parse(
+            "KICI_JOB_HEARTBEAT_INTERVAL_MS",
+            "60000",
+            "milliseconds as a whole number of at least 1000",
+            |v| ms(v).filter(|d| *d >= Duration::from_secs(1)),
+        );
+        let stale_multiplier = r.parse(
+            "KICI_STALE_DETECTOR_THRESHOLD_MULTIPLIER",
+            "2",
+            "a whole number from 1 to 100",
+            |v| v.parse::<u32>().ok().filter(|n| (1..=100).contains(n)),
+        );
+        let stale_scan = r.parse(
+            "KICI_STALE_DETECTOR_SCAN_INTERVAL_MS",
+            "60000",
+            "milliseconds as a whole number of at least 100",
+            |v| ms(v).filter(|d| *d >= Duration::from_millis(100)),
+        );
+        let drain_interval = r.parse(
+            "KICI_QUEUE_DRAIN_INTERVAL_MS",
+            "5000",
+            "milliseconds as a whole number of at least 100",
+            |v| ms(v).filter(|d| *d >= Duration::from_millis(100)),
+        );
         let log_level = r.parse(
             "KICI_LOG_LEVEL",
             "info",
@@ -613,6 +652,14 @@ impl Settings {
             Some(queue_timeout),
             Some(log_level),
             Some(log_format),
+            Some(agent_auth),
+            Some(allow_remote),
+            Some(ack_timeout),
+            Some(max_reconnect),
+            Some(job_heartbeat),
+            Some(stale_multiplier),
+            Some(stale_scan),
+            Some(drain_interval),
         ) = (
             bind,
             port,
@@ -625,6 +672,14 @@ impl Settings {
             queue_timeout,
             log_level,
             log_format,
+            agent_auth,
+            allow_remote,
+            ack_timeout,
+            max_reconnect,
+            job_heartbeat,
+            stale_multiplier,
+            stale_scan,
+            drain_interval,
         )
         else {
             return Err(vec!["invalid orchestrator configuration".into()]);
@@ -638,6 +693,17 @@ impl Settings {
         config.inbox.max_attempts = max_attempts;
         config.queue_max_depth = queue_max_depth;
         config.queue_timeout = (queue_timeout > 0).then(|| Duration::from_millis(queue_timeout));
+        config.agents.auth = if agent_auth == "none" {
+            AgentAuth::None { allow_remote }
+        } else {
+            AgentAuth::Token
+        };
+        config.agents.dispatch_ack_timeout = ack_timeout;
+        config.agents.max_reconnect_delay = max_reconnect;
+        config.agents.job_heartbeat_interval = job_heartbeat;
+        config.agents.stale_threshold_multiplier = stale_multiplier;
+        config.agents.stale_scan_interval = stale_scan;
+        config.agents.queue_drain_interval = drain_interval;
         Ok(Settings {
             config,
             log_level,

@@ -67,12 +67,16 @@ impl TestDb {
 /// Expands each suite function into a SQLite and a PostgreSQL test.
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
+        crate::harness::backend_tests!(in suite; $($name),*);
+    };
+    // The suite functions of another module: `backend_tests!(in agents; a, b)`.
+    (in $module:ident; $($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let db = crate::harness::TestDb::sqlite().await;
-                    crate::suite::$name(&db).await;
+                    crate::$module::$name(&db).await;
                     db.finish().await;
                 }
             )*
@@ -84,7 +88,7 @@ macro_rules! backend_tests {
                     let Some(db) = crate::harness::TestDb::postgres().await else {
                         return;
                     };
-                    crate::suite::$name(&db).await;
+                    crate::$module::$name(&db).await;
                     db.finish().await;
                 }
             )*

@@ -1,8 +1,11 @@
 //! Orchestrator behaviour, on SQLite and on PostgreSQL: webhook ingress, the inbox
 //! processor, and the server's start and shutdown.
 
+mod agents;
+mod api;
 mod harness;
 mod server;
+mod sources;
 mod suite;
 
 harness::backend_tests!(
