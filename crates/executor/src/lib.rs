@@ -11,6 +11,7 @@ mod job;
 pub mod junit;
 pub mod mask;
 pub mod process;
+pub mod request;
 pub mod workspace;
 
 use std::collections::BTreeMap;

@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, watch};
 
 use kici_compiler::compile::compile;
 use kici_compiler::preview::{self as report, PreviewContext, render_label};
-use kici_engine::lock::{LockFile, LockJob, LockMatrix, LockNeed, LockStepEntry, LockWorkflow};
+use kici_engine::lock::{LockFile, LockJob, LockMatrix, LockNeed, LockWorkflow};
 use kici_engine::simulate;
 use kici_executor::junit::{self, JUNIT_SUITES_NAME, RunResult};
+use kici_executor::request;
 use kici_executor::workspace::{self, Mode, Workspace};
 use kici_executor::{
     Cancel, JobEvent, JobRequest, JobResult, LogSink, LogStream, SkipReason, Status,
@@ -529,24 +530,6 @@ fn has_cycle(nodes: &[Node]) -> bool {
     (0..nodes.len()).any(|i| visit(i, nodes, &mut state))
 }
 
-fn runs_on_text(job: &LockJob) -> String {
-    job.runs_on
-        .as_ref()
-        .map(|m| m.iter().map(render_label).collect::<Vec<_>>().join(","))
-        .unwrap_or_default()
-}
-
-fn step_names(job: &LockJob) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in &job.steps {
-        match entry {
-            LockStepEntry::Step(s) => out.push(s.name.clone()),
-            LockStepEntry::Parallel(p) => out.extend(p.children.iter().map(|c| c.name.clone())),
-        }
-    }
-    out
-}
-
 fn status_of_group(results: &[&JobResult]) -> Status {
     if results.iter().any(|r| r.status == Status::Failed) {
         Status::Failed
@@ -597,50 +580,26 @@ fn upstream_context(nodes: &[Node], node: usize) -> (Map<String, Value>, Map<Str
 }
 
 fn base_env(settings: &Settings, workflow: &LockWorkflow, job_name: &str) -> Vec<(String, String)> {
-    let event = &settings.event;
-    let get = |k: &str| {
-        event
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let mut env: BTreeMap<String, String> = std::env::vars().collect();
-    let branch = get("targetBranch");
-    let sha = get("sha");
-    let workspace = settings.workspace.to_string_lossy().into_owned();
-    for (k, v) in [
-        ("FORCE_COLOR", "1".to_string()),
-        ("CI", "true".to_string()),
-        ("KICI", "true".to_string()),
-        ("KICI_RUN_ID", settings.run_id.clone()),
-        ("KICI_JOB_ID", format!("{}-{}", settings.run_id, job_name)),
-        ("KICI_JOB_NAME", job_name.to_string()),
-        ("KICI_WORKFLOW_NAME", workflow.name.clone()),
-        ("KICI_REPO", settings.repo.clone()),
-        (
-            "KICI_REF",
-            if branch.is_empty() {
-                String::new()
-            } else {
-                format!("refs/heads/{branch}")
-            },
-        ),
-        ("KICI_SHA", sha),
-        ("KICI_BRANCH", branch),
-        ("KICI_EVENT_TYPE", get("type")),
-        ("KICI_EVENT_ACTION", get("action")),
-        ("KICI_PROVIDER", "local".to_string()),
-        ("KICI_WORKSPACE", workspace),
-        ("KICI_IS_TEST_RUN", "false".to_string()),
-        ("KICI_ATTEMPT", "1".to_string()),
-    ] {
-        env.insert(k.to_string(), v);
-    }
+    let job_id = format!("{}-{}", settings.run_id, job_name);
+    let mut system = request::system_env(
+        &settings.event,
+        &request::SystemVars {
+            run_id: &settings.run_id,
+            job_id: &job_id,
+            job_name,
+            workflow: &workflow.name,
+            repo: &settings.repo,
+            provider: "local",
+            workspace: &settings.workspace,
+            attempt: 1,
+            is_test_run: false,
+        },
+    );
     if settings.debug {
-        env.insert("KICI_DEBUG".into(), "1".into());
+        system.push(("KICI_DEBUG".into(), "1".into()));
     }
-    env.into_iter().collect()
+    // Local runs start from the user's whole environment (sdk.md §14 layer 1).
+    request::layered_env(std::env::vars(), &[&system])
 }
 
 fn request_for_node(
@@ -650,30 +609,24 @@ fn request_for_node(
     inputs: &Map<String, Value>,
     secrets: &BTreeMap<String, String>,
 ) -> JobRequest {
-    let mut req = JobRequest::new(
-        settings.workspace.clone(),
-        workflow.source.file.clone(),
-        workflow.name.clone(),
-        node.base.clone(),
-    );
-    req.job_name = node.name.clone();
-    req.lock_steps = Some(step_names(&node.lock));
-    req.runs_on = runs_on_text(&node.lock);
-    req.matrix = node.matrix.clone();
-    req.event = settings.event.clone();
-    req.dispatch_inputs = inputs.clone();
-    req.secrets = secrets.clone();
-    req.env = base_env(settings, workflow, &node.name);
+    let mut req = request::job_request(request::JobSpec {
+        workspace: &settings.workspace,
+        entry_file: &workflow.source.file,
+        workflow: &workflow.name,
+        base_job: &node.base,
+        job_name: &node.name,
+        steps: &node.lock.steps,
+        runs_on: request::runs_on_text(node.lock.runs_on.as_deref(), render_label),
+        environment: request::first_environment(node.lock.environments.as_deref()),
+        matrix: node.matrix.clone(),
+        event: settings.event.clone(),
+        dispatch_inputs: inputs.clone(),
+        upstream_outputs: Map::new(),
+        needs: None,
+        secrets: secrets.clone(),
+        env: base_env(settings, workflow, &node.name),
+    });
     req.cli_env = settings.cli_env.clone();
-    req.environment = node
-        .lock
-        .environments
-        .as_ref()
-        .and_then(|e| e.first())
-        .and_then(|e| match &e.value {
-            kici_engine::lock::StringOrInline::Static(s) if !s.is_empty() => Some(s.clone()),
-            _ => None,
-        });
     req.approve_all = settings.approve_all;
     req
 }
