@@ -636,6 +636,10 @@ pub struct DispatchRequest {
     pub sha: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Map<String, Value>>,
+    /// Ours: the complete event to match, as `kici run remote` simulates it locally (the
+    /// same builder as `kici run local`); then `sha` is required and `type` is informative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Value>,
 }
 
 /// 202 answer to `POST dispatch`.

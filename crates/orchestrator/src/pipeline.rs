@@ -349,6 +349,13 @@ fn manual_event(body: &[u8]) -> Result<NormalisedEvent, String> {
     let request: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let text = |key: &str| request.get(key).and_then(Value::as_str).map(str::to_string);
     let repo = text("repo").ok_or("the dispatch names no repository")?;
+    if let Some(event) = request.get("event").filter(|e| e.is_object()) {
+        // A client-built event (`kici run remote`): matched as sent, at the commit it names.
+        let mut event: Event = serde_json::from_value(event.clone()).map_err(|e| e.to_string())?;
+        let sha = text("sha").ok_or("a dispatch with an event needs a sha")?;
+        event.source_repo.get_or_insert(repo);
+        return Ok(NormalisedEvent::at_commit(event, sha));
+    }
     let dispatch_type = text("type").ok_or("the dispatch has no type")?;
     let requested_by = text("requestedBy").unwrap_or_else(|| "admin".into());
     let inputs = request

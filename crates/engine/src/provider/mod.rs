@@ -229,6 +229,12 @@ pub struct NormalisedEvent {
 }
 
 impl NormalisedEvent {
+    /// An event built by a client (`kici run remote`), matched as sent at commit `sha`; its
+    /// `changed_files` are final.
+    pub fn at_commit(event: Event, sha: String) -> Self {
+        NormalisedEvent::new(event, Revision::Commit(sha))
+    }
+
     fn new(event: Event, revision: Revision) -> Self {
         NormalisedEvent {
             event,

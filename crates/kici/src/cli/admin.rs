@@ -68,7 +68,9 @@ enum TokenCommand {
         expires_in_days: Option<u32>,
     },
     List,
-    Revoke { id: String },
+    Revoke {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,7 +94,9 @@ enum AgentTokenCommand {
         max_uses: Option<u32>,
     },
     List,
-    Revoke { id: String },
+    Revoke {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,10 +110,18 @@ enum SourceCommand {
     #[command(subcommand)]
     Add(SourceAdd),
     List,
-    Show { name: String },
-    Enable { name: String },
-    Disable { name: String },
-    Remove { name: String },
+    Show {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
+    Disable {
+        name: String,
+    },
+    Remove {
+        name: String,
+    },
     /// Post a push for a repository of a local source, as its post-receive hook would.
     TriggerLocal(TriggerLocalArgs),
 }
@@ -302,7 +314,11 @@ pub fn run(global: &GlobalArgs, args: &AdminArgs) -> u8 {
     }
 }
 
-fn execute(global: &GlobalArgs, client: &Client, command: &AdminCommand) -> Result<u8, ClientError> {
+fn execute(
+    global: &GlobalArgs,
+    client: &Client,
+    command: &AdminCommand,
+) -> Result<u8, ClientError> {
     let out = Output { json: global.json };
     match command {
         AdminCommand::Token(command) => match command {
@@ -320,7 +336,13 @@ fn execute(global: &GlobalArgs, client: &Client, command: &AdminCommand) -> Resu
             }
             TokenCommand::List => out.table(
                 &client.get(&format!("{ADMIN}/tokens"))?,
-                &[("ID", "id"), ("LABEL", "label"), ("ROLE", "role"), ("CREATED", "createdAt"), ("REVOKED", "revokedAt")],
+                &[
+                    ("ID", "id"),
+                    ("LABEL", "label"),
+                    ("ROLE", "role"),
+                    ("CREATED", "createdAt"),
+                    ("REVOKED", "revokedAt"),
+                ],
             ),
             TokenCommand::Revoke { id } => {
                 client.delete(&format!("{ADMIN}/tokens/{}", encode(id)))?;
@@ -347,12 +369,19 @@ fn execute(global: &GlobalArgs, client: &Client, command: &AdminCommand) -> Resu
                 }
                 insert_some(&mut body, "expiresInSeconds", expires_in.map(|v| json!(v)));
                 insert_some(&mut body, "maxUses", max_uses.map(|v| json!(v)));
-                let created = client.post(&format!("{ADMIN}/agent-tokens"), &Value::Object(body))?;
+                let created =
+                    client.post(&format!("{ADMIN}/agent-tokens"), &Value::Object(body))?;
                 out.created_secret(&created, "token");
             }
             AgentTokenCommand::List => out.table(
                 &client.get(&format!("{ADMIN}/agent-tokens"))?,
-                &[("ID", "id"), ("PREFIX", "prefix"), ("LABEL", "label"), ("USES", "uses"), ("REVOKED", "revokedAt")],
+                &[
+                    ("ID", "id"),
+                    ("PREFIX", "prefix"),
+                    ("LABEL", "label"),
+                    ("USES", "uses"),
+                    ("REVOKED", "revokedAt"),
+                ],
             ),
             AgentTokenCommand::Revoke { id } => {
                 client.delete(&format!("{ADMIN}/agent-tokens/{}", encode(id)))?;
@@ -361,7 +390,14 @@ fn execute(global: &GlobalArgs, client: &Client, command: &AdminCommand) -> Resu
         },
         AdminCommand::Agents(AgentsCommand::List) => out.table(
             &client.get(&format!("{ADMIN}/agents"))?,
-            &[("AGENT", "agentId"), ("CONNECTED", "connected"), ("JOBS", "activeJobs"), ("SLOTS", "maxConcurrency"), ("LABELS", "labels"), ("DRAINING", "draining")],
+            &[
+                ("AGENT", "agentId"),
+                ("CONNECTED", "connected"),
+                ("JOBS", "activeJobs"),
+                ("SLOTS", "maxConcurrency"),
+                ("LABELS", "labels"),
+                ("DRAINING", "draining"),
+            ],
         ),
         AdminCommand::Source(command) => return source(client, &out, command),
         AdminCommand::Runs(command) => return runs(client, &out, command),
@@ -374,7 +410,8 @@ fn execute(global: &GlobalArgs, client: &Client, command: &AdminCommand) -> Resu
                 };
                 inputs.insert(key.to_string(), json!(value));
             }
-            let mut body = json!({ "source": args.source, "repo": args.repo, "type": args.event_type });
+            let mut body =
+                json!({ "source": args.source, "repo": args.repo, "type": args.event_type });
             if let Some(branch) = &args.branch {
                 body["branch"] = json!(branch);
             }
@@ -385,12 +422,21 @@ fn execute(global: &GlobalArgs, client: &Client, command: &AdminCommand) -> Resu
                 body["inputs"] = Value::Object(inputs);
             }
             let accepted = client.post(&format!("{ADMIN}/dispatch"), &body)?;
-            out.value(&accepted, |v| format!("accepted: inbox item {}", field(v, "inboxId")));
+            out.value(&accepted, |v| {
+                format!("accepted: inbox item {}", field(v, "inboxId"))
+            });
         }
         AdminCommand::Queue(command) => match command {
             QueueCommand::List => out.table(
                 &client.get(&format!("{ADMIN}/queue"))?,
-                &[("JOB", "id"), ("RUN", "runId"), ("WORKFLOW", "workflowName"), ("NAME", "jobName"), ("STATUS", "status"), ("ATTEMPTS", "dispatchAttempts")],
+                &[
+                    ("JOB", "id"),
+                    ("RUN", "runId"),
+                    ("WORKFLOW", "workflowName"),
+                    ("NAME", "jobName"),
+                    ("STATUS", "status"),
+                    ("ATTEMPTS", "dispatchAttempts"),
+                ],
             ),
             QueueCommand::Show { job_id } => {
                 out.pretty(&client.get(&format!("{ADMIN}/queue/{}", encode(job_id)))?)
@@ -400,7 +446,8 @@ fn execute(global: &GlobalArgs, client: &Client, command: &AdminCommand) -> Resu
                     eprintln!("error: `queue clear` expires every pending job; pass --confirm");
                     return Ok(exit::USAGE);
                 }
-                let answer = client.post(&format!("{ADMIN}/queue/clear"), &json!({"confirm": true}))?;
+                let answer =
+                    client.post(&format!("{ADMIN}/queue/clear"), &json!({"confirm": true}))?;
                 out.value(&answer, |v| format!("cleared: {v}"));
             }
         },
@@ -412,20 +459,38 @@ fn execute(global: &GlobalArgs, client: &Client, command: &AdminCommand) -> Resu
                 };
                 out.table(&client.get(&path)?, INBOX_COLUMNS)
             }
-            InboxCommand::Dlq => out.table(&client.get(&format!("{ADMIN}/inbox?status=dead"))?, INBOX_COLUMNS),
-            InboxCommand::Show { id } => out.pretty(&client.get(&format!("{ADMIN}/inbox/{}", encode(id)))?),
+            InboxCommand::Dlq => out.table(
+                &client.get(&format!("{ADMIN}/inbox?status=dead"))?,
+                INBOX_COLUMNS,
+            ),
+            InboxCommand::Show { id } => {
+                out.pretty(&client.get(&format!("{ADMIN}/inbox/{}", encode(id)))?)
+            }
             InboxCommand::Retry { id } => {
-                let answer = client.post(&format!("{ADMIN}/inbox/{}/retry", encode(id)), &json!({}))?;
-                out.value(&answer, |_| format!("inbox item {id} queued for another attempt"));
+                let answer =
+                    client.post(&format!("{ADMIN}/inbox/{}/retry", encode(id)), &json!({}))?;
+                out.value(&answer, |_| {
+                    format!("inbox item {id} queued for another attempt")
+                });
             }
             InboxCommand::Replay { id } => {
-                let answer = client.post(&format!("{ADMIN}/inbox/{}/replay", encode(id)), &json!({}))?;
-                out.value(&answer, |v| format!("replayed as inbox item {}", field(v, "id")));
+                let answer =
+                    client.post(&format!("{ADMIN}/inbox/{}/replay", encode(id)), &json!({}))?;
+                out.value(&answer, |v| {
+                    format!("replayed as inbox item {}", field(v, "id"))
+                });
             }
         },
         AdminCommand::Diagnose => {
             let report = client.get(&format!("{ADMIN}/diagnose"))?;
-            out.table(&report["checks"], &[("CHECK", "name"), ("STATUS", "status"), ("DETAIL", "detail")]);
+            out.table(
+                &report["checks"],
+                &[
+                    ("CHECK", "name"),
+                    ("STATUS", "status"),
+                    ("DETAIL", "detail"),
+                ],
+            );
             let statuses: Vec<&str> = report["checks"]
                 .as_array()
                 .map(|c| c.iter().filter_map(|c| c["status"].as_str()).collect())
@@ -437,7 +502,9 @@ fn execute(global: &GlobalArgs, client: &Client, command: &AdminCommand) -> Resu
                 return Ok(exit::USAGE);
             }
         }
-        AdminCommand::Config(ConfigCommand::Show) => out.pretty(&client.get(&format!("{ADMIN}/config"))?),
+        AdminCommand::Config(ConfigCommand::Show) => {
+            out.pretty(&client.get(&format!("{ADMIN}/config"))?)
+        }
     }
     Ok(exit::OK)
 }
@@ -490,11 +557,27 @@ fn source(client: &Client, out: &Output, command: &SourceCommand) -> Result<u8, 
                     }
                     let mut config = Map::new();
                     config.insert("verification".into(), method);
-                    insert_some(&mut config, "eventTypeHeader", event_header.as_ref().map(|v| json!(v)));
-                    insert_some(&mut config, "eventTypePath", event_path.as_ref().map(|v| json!(v)));
+                    insert_some(
+                        &mut config,
+                        "eventTypeHeader",
+                        event_header.as_ref().map(|v| json!(v)),
+                    );
+                    insert_some(
+                        &mut config,
+                        "eventTypePath",
+                        event_path.as_ref().map(|v| json!(v)),
+                    );
                     insert_some(&mut config, "rateLimitRpm", rate_limit.map(|v| json!(v)));
-                    insert_some(&mut config, "maxPayloadBytes", max_payload.map(|v| json!(v)));
-                    insert_some(&mut config, "allowedEvents", allowed_events.as_ref().map(|v| json!(v)));
+                    insert_some(
+                        &mut config,
+                        "maxPayloadBytes",
+                        max_payload.map(|v| json!(v)),
+                    );
+                    insert_some(
+                        &mut config,
+                        "allowedEvents",
+                        allowed_events.as_ref().map(|v| json!(v)),
+                    );
                     let mut body = json!({ "type": "generic", "name": name, "config": config });
                     if *secret_stdin {
                         body["secrets"] = json!({ "verificationSecret": read_stdin_secret()? });
@@ -533,15 +616,28 @@ fn source(client: &Client, out: &Output, command: &SourceCommand) -> Result<u8, 
         }
         SourceCommand::List => out.table(
             &client.get(&format!("{ADMIN}/sources"))?,
-            &[("NAME", "name"), ("TYPE", "type"), ("ENABLED", "enabled"), ("WEBHOOK", "webhookUrl")],
+            &[
+                ("NAME", "name"),
+                ("TYPE", "type"),
+                ("ENABLED", "enabled"),
+                ("WEBHOOK", "webhookUrl"),
+            ],
         ),
-        SourceCommand::Show { name } => out.pretty(&client.get(&format!("{ADMIN}/sources/{}", encode(name)))?),
+        SourceCommand::Show { name } => {
+            out.pretty(&client.get(&format!("{ADMIN}/sources/{}", encode(name)))?)
+        }
         SourceCommand::Enable { name } => {
-            client.post(&format!("{ADMIN}/sources/{}/enable", encode(name)), &json!({}))?;
+            client.post(
+                &format!("{ADMIN}/sources/{}/enable", encode(name)),
+                &json!({}),
+            )?;
             out.done(&format!("source {name} enabled"));
         }
         SourceCommand::Disable { name } => {
-            client.post(&format!("{ADMIN}/sources/{}/disable", encode(name)), &json!({}))?;
+            client.post(
+                &format!("{ADMIN}/sources/{}/disable", encode(name)),
+                &json!({}),
+            )?;
             out.done(&format!("source {name} disabled"));
         }
         SourceCommand::Remove { name } => {
@@ -553,7 +649,11 @@ fn source(client: &Client, out: &Output, command: &SourceCommand) -> Result<u8, 
     Ok(exit::OK)
 }
 
-fn trigger_local(client: &Client, out: &Output, args: &TriggerLocalArgs) -> Result<u8, ClientError> {
+fn trigger_local(
+    client: &Client,
+    out: &Output,
+    args: &TriggerLocalArgs,
+) -> Result<u8, ClientError> {
     let base = match &args.path {
         Some(path) => path.clone(),
         None => {
@@ -583,7 +683,9 @@ fn trigger_local(client: &Client, out: &Output, args: &TriggerLocalArgs) -> Resu
         }
     };
     let answer = super::up::post_push(client, &args.name, &push)?;
-    out.value(&answer, |v| format!("{} {} → {}", field(v, "status"), push.git_ref, push.after));
+    out.value(&answer, |v| {
+        format!("{} {} → {}", field(v, "status"), push.git_ref, push.after)
+    });
     Ok(exit::OK)
 }
 
@@ -597,7 +699,12 @@ fn runs(client: &Client, out: &Output, command: &RunsCommand) -> Result<u8, Clie
             limit,
         } => {
             let mut query = Vec::new();
-            for (key, value) in [("status", status), ("workflow", workflow), ("repo", repo), ("branch", branch)] {
+            for (key, value) in [
+                ("status", status),
+                ("workflow", workflow),
+                ("repo", repo),
+                ("branch", branch),
+            ] {
                 if let Some(value) = value {
                     query.push(format!("{key}={}", encode(value)));
                 }
@@ -612,13 +719,29 @@ fn runs(client: &Client, out: &Output, command: &RunsCommand) -> Result<u8, Clie
             };
             out.table(
                 &client.get(&path)?,
-                &[("RUN", "runId"), ("WORKFLOW", "workflowName"), ("STATUS", "status"), ("REPO", "repo"), ("REF", "ref"), ("DURATION", "durationMs")],
+                &[
+                    ("RUN", "runId"),
+                    ("WORKFLOW", "workflowName"),
+                    ("STATUS", "status"),
+                    ("REPO", "repo"),
+                    ("REF", "ref"),
+                    ("DURATION", "durationMs"),
+                ],
             );
         }
-        RunsCommand::Show { run_id } => out.pretty(&client.get(&format!("{ADMIN}/runs/{}", encode(run_id)))?),
+        RunsCommand::Show { run_id } => {
+            out.pretty(&client.get(&format!("{ADMIN}/runs/{}", encode(run_id)))?)
+        }
         RunsCommand::Jobs { run_id } => out.table(
             &client.get(&format!("{ADMIN}/runs/{}/jobs", encode(run_id)))?,
-            &[("JOB", "jobId"), ("NAME", "name"), ("STATUS", "status"), ("AGENT", "agentId"), ("DURATION", "durationMs"), ("ERROR", "error")],
+            &[
+                ("JOB", "jobId"),
+                ("NAME", "name"),
+                ("STATUS", "status"),
+                ("AGENT", "agentId"),
+                ("DURATION", "durationMs"),
+                ("ERROR", "error"),
+            ],
         ),
         RunsCommand::Logs {
             run_id,
@@ -636,7 +759,9 @@ fn runs(client: &Client, out: &Output, command: &RunsCommand) -> Result<u8, Clie
                 &format!("{ADMIN}/runs/{}/cancel", encode(run_id)),
                 &json!({ "force": force }),
             )?;
-            out.value(&answer, |v| format!("run {run_id}: {}", field(v, "outcome")));
+            out.value(&answer, |v| {
+                format!("run {run_id}: {}", field(v, "outcome"))
+            });
         }
         RunsCommand::CancelJob {
             run_id,
@@ -644,10 +769,16 @@ fn runs(client: &Client, out: &Output, command: &RunsCommand) -> Result<u8, Clie
             force,
         } => {
             let answer = client.post(
-                &format!("{ADMIN}/runs/{}/jobs/{}/cancel", encode(run_id), encode(job_id)),
+                &format!(
+                    "{ADMIN}/runs/{}/jobs/{}/cancel",
+                    encode(run_id),
+                    encode(job_id)
+                ),
                 &json!({ "force": force }),
             )?;
-            out.value(&answer, |v| format!("job {job_id}: {}", field(v, "outcome")));
+            out.value(&answer, |v| {
+                format!("job {job_id}: {}", field(v, "outcome"))
+            });
         }
     }
     Ok(exit::OK)
@@ -660,7 +791,9 @@ fn read_stdin_secret() -> Result<String, ClientError> {
         .map_err(|e| ClientError::Config(format!("cannot read the secret from stdin: {e}")))?;
     let value = text.trim().to_string();
     if value.is_empty() {
-        return Err(ClientError::Config("the secret read from stdin is empty".into()));
+        return Err(ClientError::Config(
+            "the secret read from stdin is empty".into(),
+        ));
     }
     Ok(value)
 }
@@ -695,7 +828,10 @@ struct Output {
 
 impl Output {
     fn pretty(&self, value: &Value) {
-        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
     }
 
     fn value(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
@@ -733,7 +869,11 @@ impl Output {
         }
         let items: &[Value] = match value {
             Value::Array(items) => items,
-            Value::Object(map) => map.get("items").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]),
+            Value::Object(map) => map
+                .get("items")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
             _ => &[],
         };
         if items.is_empty() {

@@ -65,7 +65,10 @@ impl Token {
     pub fn resolve(file: Option<&Path>, var: &str) -> Result<Option<Token>, ClientError> {
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                ClientError::Config(format!("cannot read the token file {}: {e}", path.display()))
+                ClientError::Config(format!(
+                    "cannot read the token file {}: {e}",
+                    path.display()
+                ))
             })?;
             let value = text.trim();
             if value.is_empty() {
@@ -117,24 +120,12 @@ impl Client {
         Ok(Client { base, token, agent })
     }
 
-    pub fn base_url(&self) -> &str {
-        &self.base
-    }
-
     pub fn get(&self, path: &str) -> Result<Value, ClientError> {
         self.exchange("GET", path, None)
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         self.exchange("POST", path, Some(body))
-    }
-
-    pub fn patch(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        self.exchange("PATCH", path, Some(body))
-    }
-
-    pub fn put(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        self.exchange("PUT", path, Some(body))
     }
 
     pub fn delete(&self, path: &str) -> Result<Value, ClientError> {

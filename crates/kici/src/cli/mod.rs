@@ -1,6 +1,7 @@
 //! Command-line parsing (clap) and dispatch to one module per subcommand.
 
 mod admin;
+mod agent;
 mod client;
 mod compile;
 mod event;
@@ -10,6 +11,7 @@ mod init;
 mod orchestrator;
 mod output;
 mod preview;
+mod printer;
 mod remote;
 mod repo;
 mod run;
@@ -75,6 +77,10 @@ enum Command {
     Types,
     /// Start the orchestrator server.
     Orchestrator(orchestrator::OrchestratorArgs),
+    /// Start an agent that runs the orchestrator's jobs on this machine.
+    Agent(agent::AgentArgs),
+    /// All-in-one local CI: orchestrator, agent, and every new commit run as a push.
+    Up(up::UpArgs),
     /// Operator commands: a client of the orchestrator's REST API.
     Admin(admin::AdminArgs),
     /// Print the version.
@@ -119,6 +125,8 @@ pub fn run() -> ExitCode {
         Command::Types => init::run_types(&cli.global),
         Command::Orchestrator(args) => orchestrator::run(&cli.global, &args),
         Command::Admin(args) => admin::run(&cli.global, &args),
+        Command::Agent(args) => agent::run(&cli.global, &args),
+        Command::Up(args) => up::run(&cli.global, &args),
         Command::Version => version(&cli.global),
     };
     ExitCode::from(code)

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use kici_engine::protocol::Secret;
 use kici_orchestrator::config::AgentAuth;
+use kici_orchestrator::secrets::parse_key;
 use kici_orchestrator::{Config, Orchestrator};
 use tokio_util::sync::CancellationToken;
 
@@ -140,6 +142,13 @@ async fn serve(settings: Settings) -> u8 {
             return exit::FAILURE;
         }
     };
+    if let Some(token) = handle.bootstrap_admin_token() {
+        // Printed once, to the terminal only: never through the logger.
+        eprintln!(
+            "Created the owner admin token (shown only now; store it, e.g. in KICI_ADMIN_TOKEN):\n  {}",
+            token.expose()
+        );
+    }
     if plain {
         eprintln!("kici orchestrator listening on {}", handle.local_addr());
     }
@@ -186,12 +195,17 @@ async fn shutdown_signal() -> &'static str {
 }
 
 fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+    init_service_logging(&settings.log_level, settings.json_logs());
+}
+
+/// Installs the service logger: JSON lines when `json`, else human text on stderr.
+pub(super) fn init_service_logging(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let result = if settings.json_logs() {
+    let result = if json {
         builder.json().try_init()
     } else {
         let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -335,27 +349,20 @@ const KNOWN_PREFIXES: &[&str] = &[
 const NOT_YET: &[&str] = &[
     "KICI_AGENT_TOKEN_TTL_MS",
     "KICI_BASE_PATH",
-    "KICI_BOOTSTRAP_ADMIN_TOKEN",
     "KICI_CONCURRENCY_WAIT_TIMEOUT_MS",
     "KICI_DASHBOARD_URL",
     "KICI_GENERIC_FANOUT_MAX",
     "KICI_INBOX_INLINE_MAX_BYTES",
     "KICI_INBOX_RETENTION_DAYS",
     "KICI_INLINE_EVAL_TIMEOUT_MS",
-    "KICI_LOCKFILE_CACHE_MAX",
-    "KICI_LOCKFILE_CACHE_TTL_MS",
     "KICI_LOG_DIR",
     "KICI_LOG_MAX_SIZE",
     "KICI_LOG_RETENTION_DAYS",
     "KICI_QUEUE_BACKPRESSURE_THRESHOLD",
     "KICI_RUN_RETENTION_DAYS",
-    "KICI_SECRET_KEY",
-    "KICI_SECRET_KEY_FILE",
     "KICI_SECRET_KEY_OLD",
     "KICI_SECRET_KEY_OLD_FILE",
-    "KICI_TRUSTED_PROXIES",
     "KICI_UNTRUSTED_PR_POLICY",
-    "KICI_WEBHOOK_PUBLIC_URL",
 ];
 
 /// Values never printed.
@@ -375,14 +382,14 @@ fn is_known(name: &str) -> bool {
 
 /// Where a value came from.
 #[derive(Debug, Clone)]
-enum Origin {
+pub(super) enum Origin {
     Default,
     Env,
     File(PathBuf),
 }
 
 impl Origin {
-    fn describe(&self, name: &str) -> String {
+    pub(super) fn describe(&self, name: &str) -> String {
         match self {
             Origin::Default => format!("the default of {name}"),
             Origin::Env => format!("environment variable {name}"),
@@ -430,60 +437,13 @@ impl Settings {
     ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let mut values: BTreeMap<String, (String, Origin)> = BTreeMap::new();
-
-        let file = config_flag.map(Path::to_path_buf).or_else(|| {
-            env.get("KICI_CONFIG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        });
-        if let Some(path) = &file {
-            match std::fs::read_to_string(path) {
-                Ok(text) => match parse_flat_yaml(&text) {
-                    Ok(entries) => {
-                        for (key, value) in entries {
-                            let name = format!("KICI_{}", key.to_ascii_uppercase());
-                            values.insert(name, (value, Origin::File(path.clone())));
-                        }
-                    }
-                    Err(e) => errors.push(format!("config file {}: {e}", path.display())),
-                },
-                Err(e) => errors.push(format!("cannot read config file {}: {e}", path.display())),
-            }
-        }
-        for (name, value) in env {
-            if name.starts_with("KICI_") {
-                values.insert(name.clone(), (value.clone(), Origin::Env));
-            }
-        }
-
+        let values = gather_values(env, config_flag, &mut errors);
         let mut r = Resolver {
             values: &values,
             errors: &mut errors,
             effective: Vec::new(),
         };
-        let dev = r.parse("KICI_DEV", "false", "true or false", parse_bool);
-
-        // Unknown variables: an error unless KICI_DEV=true (§19).
-        for (name, (_, origin)) in &values {
-            if is_known(name) {
-                continue;
-            }
-            let suggestions = close_matches(name);
-            let hint = if suggestions.is_empty() {
-                String::new()
-            } else {
-                format!(" (did you mean {}?)", suggestions.join(", "))
-            };
-            let message = format!("unknown variable {}{hint}", origin.describe(name));
-            if dev == Some(true) {
-                warnings.push(message);
-            } else {
-                r.errors.push(format!(
-                    "{message}; set KICI_DEV=true to only warn about unknown variables"
-                ));
-            }
-        }
+        check_unknown(&mut r, &mut warnings);
 
         let _mode = r.parse(
             "KICI_MODE",
@@ -607,6 +567,87 @@ impl Settings {
             "milliseconds as a whole number of at least 100",
             |v| ms(v).filter(|d| *d >= Duration::from_millis(100)),
         );
+        let lock_cache_max = r.parse(
+            "KICI_LOCKFILE_CACHE_MAX",
+            "500",
+            "a whole number of entries (0 disables the cache)",
+            |v| v.parse::<usize>().ok(),
+        );
+        let lock_cache_ttl = r.parse(
+            "KICI_LOCKFILE_CACHE_TTL_MS",
+            "3600000",
+            "milliseconds as a whole number",
+            ms,
+        );
+        let trusted_proxies = r.parse(
+            "KICI_TRUSTED_PROXIES",
+            "",
+            "a comma-separated list of IP addresses or CIDR ranges",
+            |v| {
+                let list: Vec<String> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                list.iter().all(|e| is_ip_or_cidr(e)).then_some(list)
+            },
+        );
+        let webhook_public_url = r.optional(
+            "KICI_WEBHOOK_PUBLIC_URL",
+            "an http:// or https:// URL",
+            |v| {
+                (v.starts_with("http://") || v.starts_with("https://"))
+                    .then(|| v.trim_end_matches('/').to_string())
+            },
+        );
+        let secret_key = match (
+            values.get("KICI_SECRET_KEY"),
+            values.get("KICI_SECRET_KEY_FILE"),
+        ) {
+            (Some(_), Some(_)) => {
+                r.errors
+                    .push("KICI_SECRET_KEY and KICI_SECRET_KEY_FILE are both set: keep one".into());
+                None
+            }
+            (Some(_), None) => r
+                .optional(
+                    "KICI_SECRET_KEY",
+                    "64 hex characters or the base64 of 32 bytes",
+                    |v| parse_key(v).map(|_| Secret::new(v.to_string())),
+                )
+                .flatten(),
+            (None, Some((path, origin))) => match std::fs::read_to_string(path.trim()) {
+                Ok(text) if parse_key(text.trim()).is_some() => {
+                    r.effective
+                        .push(("KICI_SECRET_KEY_FILE", path.clone(), origin.clone()));
+                    Some(Secret::new(text.trim().to_string()))
+                }
+                Ok(_) => {
+                    r.errors.push(format!(
+                        "{} names {path}, which does not hold 64 hex characters or the base64 of 32 bytes",
+                        origin.describe("KICI_SECRET_KEY_FILE")
+                    ));
+                    None
+                }
+                Err(e) => {
+                    r.errors.push(format!(
+                        "{} names {path}, which cannot be read: {e}",
+                        origin.describe("KICI_SECRET_KEY_FILE")
+                    ));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let bootstrap_token = values.get("KICI_BOOTSTRAP_ADMIN_TOKEN").map(|(v, origin)| {
+            r.effective.push((
+                "KICI_BOOTSTRAP_ADMIN_TOKEN",
+                "<redacted>".into(),
+                origin.clone(),
+            ));
+            Secret::new(v.trim().to_string())
+        });
         let log_level = r.parse(
             "KICI_LOG_LEVEL",
             "info",
@@ -660,6 +701,10 @@ impl Settings {
             Some(stale_multiplier),
             Some(stale_scan),
             Some(drain_interval),
+            Some(lock_cache_max),
+            Some(lock_cache_ttl),
+            Some(trusted_proxies),
+            Some(webhook_public_url),
         ) = (
             bind,
             port,
@@ -680,6 +725,10 @@ impl Settings {
             stale_multiplier,
             stale_scan,
             drain_interval,
+            lock_cache_max,
+            lock_cache_ttl,
+            trusted_proxies,
+            webhook_public_url,
         )
         else {
             return Err(vec!["invalid orchestrator configuration".into()]);
@@ -704,6 +753,12 @@ impl Settings {
         config.agents.stale_threshold_multiplier = stale_multiplier;
         config.agents.stale_scan_interval = stale_scan;
         config.agents.queue_drain_interval = drain_interval;
+        config.lock_cache_max = lock_cache_max;
+        config.lock_cache_ttl = lock_cache_ttl;
+        config.trusted_proxies = trusted_proxies;
+        config.webhook_public_url = webhook_public_url;
+        config.secret_key = secret_key;
+        config.bootstrap_admin_token = bootstrap_token;
         Ok(Settings {
             config,
             log_level,
@@ -750,16 +805,75 @@ impl Settings {
     }
 }
 
+/// `KICI_*` values from the environment over those of the YAML file (`--config`, else
+/// `KICI_CONFIG`), with where each came from. Shared by every service command.
+pub(super) fn gather_values(
+    env: &BTreeMap<String, String>,
+    config_flag: Option<&Path>,
+    errors: &mut Vec<String>,
+) -> BTreeMap<String, (String, Origin)> {
+    let mut values: BTreeMap<String, (String, Origin)> = BTreeMap::new();
+    let file = config_flag.map(Path::to_path_buf).or_else(|| {
+        env.get("KICI_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    if let Some(path) = &file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => match parse_flat_yaml(&text) {
+                Ok(entries) => {
+                    for (key, value) in entries {
+                        let name = format!("KICI_{}", key.to_ascii_uppercase());
+                        values.insert(name, (value, Origin::File(path.clone())));
+                    }
+                }
+                Err(e) => errors.push(format!("config file {}: {e}", path.display())),
+            },
+            Err(e) => errors.push(format!("cannot read config file {}: {e}", path.display())),
+        }
+    }
+    for (name, value) in env {
+        if name.starts_with("KICI_") {
+            values.insert(name.clone(), (value.clone(), Origin::Env));
+        }
+    }
+    values
+}
+
+/// Unknown variables: an error unless `KICI_DEV=true` (§19), then only a warning.
+pub(super) fn check_unknown(r: &mut Resolver<'_>, warnings: &mut Vec<String>) {
+    let dev = r.parse("KICI_DEV", "false", "true or false", parse_bool);
+    for (name, (_, origin)) in r.values {
+        if is_known(name) {
+            continue;
+        }
+        let suggestions = close_matches(name);
+        let hint = if suggestions.is_empty() {
+            String::new()
+        } else {
+            format!(" (did you mean {}?)", suggestions.join(", "))
+        };
+        let message = format!("unknown variable {}{hint}", origin.describe(name));
+        if dev == Some(true) {
+            warnings.push(message);
+        } else {
+            r.errors.push(format!(
+                "{message}; set KICI_DEV=true to only warn about unknown variables"
+            ));
+        }
+    }
+}
+
 /// Reads one variable after another, collecting errors and the effective values.
-struct Resolver<'a> {
-    values: &'a BTreeMap<String, (String, Origin)>,
-    errors: &'a mut Vec<String>,
-    effective: Vec<(&'static str, String, Origin)>,
+pub(super) struct Resolver<'a> {
+    pub(super) values: &'a BTreeMap<String, (String, Origin)>,
+    pub(super) errors: &'a mut Vec<String>,
+    pub(super) effective: Vec<(&'static str, String, Origin)>,
 }
 
 impl Resolver<'_> {
     /// The value of `name` (or `default`) parsed; `None` after recording an error.
-    fn parse<T>(
+    pub(super) fn parse<T>(
         &mut self,
         name: &'static str,
         default: &str,
@@ -791,7 +905,7 @@ impl Resolver<'_> {
     }
 
     /// Like [`Resolver::parse`] for a variable without a default: `Some(None)` when unset.
-    fn optional<T>(
+    pub(super) fn optional<T>(
         &mut self,
         name: &'static str,
         expected: &str,
@@ -819,7 +933,18 @@ impl Resolver<'_> {
     }
 }
 
-fn parse_bool(v: &str) -> Option<bool> {
+fn is_ip_or_cidr(entry: &str) -> bool {
+    match entry.split_once('/') {
+        Some((ip, bits)) => match (ip.parse::<IpAddr>(), bits.parse::<u8>()) {
+            (Ok(IpAddr::V4(_)), Ok(bits)) => bits <= 32,
+            (Ok(IpAddr::V6(_)), Ok(bits)) => bits <= 128,
+            _ => false,
+        },
+        None => entry.parse::<IpAddr>().is_ok(),
+    }
+}
+
+pub(super) fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" => Some(true),
         "false" | "0" => Some(false),

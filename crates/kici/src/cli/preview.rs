@@ -180,6 +180,11 @@ pub fn git_facts(root: &Path, query: ChangedFilesQuery) -> GitFacts {
     }
 }
 
+/// Whether the working tree differs from `HEAD` (staged, unstaged or untracked files).
+pub fn has_uncommitted_changes(root: &Path) -> bool {
+    !uncommitted(root).is_empty()
+}
+
 fn uncommitted(root: &Path) -> Vec<String> {
     let Some(out) = git(
         root,
@@ -225,7 +230,7 @@ fn git(root: &Path, args: &[&str]) -> Option<String> {
 }
 
 /// `git@github.com:owner/name.git`, `https://host/owner/name(.git)` → `owner/name`.
-fn repo_from_url(url: &str) -> Option<String> {
+pub fn repo_from_url(url: &str) -> Option<String> {
     let trimmed = url.trim().trim_end_matches('/').trim_end_matches(".git");
     let path = match trimmed.split_once("://") {
         Some((_, rest)) => rest.split_once('/')?.1,

@@ -146,15 +146,31 @@ impl Follower {
         };
         self.push(Some("run".into()), names::RUN, &run_summary(&run));
         let jobs = load_jobs(&store, &self.run_id).await?;
+        // A step or job that ended is announced after the log lines read below: the agent
+        // stores a step's last lines before its final status, so a follower sees every line
+        // of a step before the step's end.
+        let mut ended: Vec<(String, &'static str, String)> = Vec::new();
         for job in &jobs {
-            self.push(Some(format!("job:{}", job.job_id)), names::JOB, job);
+            let job_ended = job.status.is_terminal();
+            if !job_ended {
+                self.push(Some(format!("job:{}", job.job_id)), names::JOB, job);
+            }
             for step in &job.steps {
-                self.push(
-                    Some(format!("step:{}:{}", job.job_id, step.index)),
-                    names::STEP,
-                    step,
-                );
+                let key = format!("step:{}:{}", job.job_id, step.index);
+                // Ours: the step event names its job, so a follower needs no other state.
+                let mut data = serde_json::to_value(step).unwrap_or_default();
+                if let Some(map) = data.as_object_mut() {
+                    map.insert("jobId".into(), job.job_id.clone().into());
+                }
+                if step.status.is_terminal() {
+                    ended.push((key, names::STEP, data.to_string()));
+                } else {
+                    self.push(Some(key), names::STEP, &data);
+                }
                 self.log_keys.insert((job.job_id.clone(), step.index));
+            }
+            if job_ended && let Ok(json) = serde_json::to_string(job) {
+                ended.push((format!("job:{}", job.job_id), names::JOB, json));
             }
         }
         let keys: Vec<(String, i64)> = self.log_keys.iter().cloned().collect();
@@ -190,6 +206,13 @@ impl Follower {
                 self.push(None, names::LOG, &event);
             }
             self.log_offsets.insert(key, offset);
+        }
+        for (key, name, json) in ended {
+            if self.sent.get(&key) != Some(&json) {
+                self.sent.insert(key, json.clone());
+                self.queue
+                    .push_back(Event::default().event(name).data(json));
+            }
         }
         // Logs first seen after the initial read are new to this follower: send them whole.
         self.sent.insert("started".into(), String::new());

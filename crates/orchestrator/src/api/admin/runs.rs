@@ -177,7 +177,18 @@ pub async fn dispatch(
     {
         return Err(ApiError::BadRequest("sha must be a full commit id".into()));
     }
+    if let Some(event) = &body.event {
+        if body.sha.is_none() {
+            return Err(ApiError::BadRequest(
+                "a dispatch with an event needs the sha of the commit to run".into(),
+            ));
+        }
+        if let Err(e) = serde_json::from_value::<kici_engine::event::Event>(event.clone()) {
+            return Err(ApiError::BadRequest(format!("event: {e}")));
+        }
+    }
     let payload = json!({
+        "event": body.event,
         "source": body.source,
         "repo": body.repo,
         "type": body.event_type,
