@@ -636,6 +636,9 @@ pub struct DispatchRequest {
     pub sha: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Map<String, Value>>,
+    /// Ours: only this workflow may start (`kici run remote --workflow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
     /// Ours: the complete event to match, as `kici run remote` simulates it locally (the
     /// same builder as `kici run local`); then `sha` is required and `type` is informative.
     #[serde(default, skip_serializing_if = "Option::is_none")]

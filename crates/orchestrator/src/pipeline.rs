@@ -188,7 +188,29 @@ pub async fn process(state: &AppState, item: &InboxItem) -> Result<Done, Retryab
     let Some(repo) = normalised.event.source_repo.clone() else {
         return Ok(Done::bare("no_repository"));
     };
-    plan_event(state, &source, item, &repo, normalised).await
+    let only_workflow = if item.provider == "manual" {
+        workflow_filter(body)
+    } else {
+        None
+    };
+    plan_event(
+        state,
+        &source,
+        item,
+        &repo,
+        normalised,
+        only_workflow.as_deref(),
+    )
+    .await
+}
+
+/// The `workflow` a manual dispatch is restricted to (`kici run remote --workflow`).
+fn workflow_filter(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("workflow")?
+        .as_str()
+        .map(str::to_string)
 }
 
 async fn plan_event(
@@ -197,6 +219,7 @@ async fn plan_event(
     item: &InboxItem,
     repo: &str,
     normalised: NormalisedEvent,
+    only_workflow: Option<&str>,
 ) -> Result<Done, Retryable> {
     let lock_source: &dyn Provider = source;
     // Trust (§5.1): fork pull requests are untrusted; the default policy skips them.
@@ -278,7 +301,7 @@ async fn plan_event(
     let ctx = ctx(state, item, repo, &git_ref, &sha, &event);
     let mut run_ids = Vec::new();
     for (workflow, decision) in lock.workflows.iter().zip(&decisions) {
-        if !decision.matched {
+        if !decision.matched || only_workflow.is_some_and(|only| only != workflow.name) {
             continue;
         }
         let run = plan_run(&ctx, workflow, decision);

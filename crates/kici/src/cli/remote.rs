@@ -644,6 +644,7 @@ pub fn run_remote(global: &super::GlobalArgs, args: &RunRemoteArgs) -> u8 {
         "branch": event.target_branch,
         "sha": sha,
         "event": event,
+        "workflow": args.target.workflow,
     });
     let accepted = match client.post(&format!("{ADMIN}/dispatch"), &body) {
         Ok(value) => value,
@@ -664,6 +665,10 @@ pub fn run_remote(global: &super::GlobalArgs, args: &RunRemoteArgs) -> u8 {
         }
     };
     if run_ids.is_empty() {
+        if let Some(workflow) = &args.target.workflow {
+            eprintln!("error: workflow {workflow:?} did not match {event_arg}");
+            return exit::FAILURE;
+        }
         if global.json {
             println!("{}", RunResult::new(Vec::new(), 0).to_json_pretty());
         } else if !global.quiet {

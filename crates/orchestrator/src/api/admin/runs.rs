@@ -189,6 +189,7 @@ pub async fn dispatch(
     }
     let payload = json!({
         "event": body.event,
+        "workflow": body.workflow,
         "source": body.source,
         "repo": body.repo,
         "type": body.event_type,
