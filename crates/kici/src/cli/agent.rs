@@ -65,6 +65,16 @@ pub fn run(_global: &GlobalArgs, args: &AgentArgs) -> u8 {
         for (name, value) in &settings.effective {
             println!("{name:<width$} = {value}");
         }
+        println!(
+            "{:<width$} = {}",
+            "(connects to)", settings.config.orchestrator_url
+        );
+        println!("{:<width$} = {}", "(agent id)", settings.config.agent_id);
+        println!(
+            "{:<width$} = {}",
+            "(labels)",
+            settings.config.effective_labels().join(",")
+        );
         println!("configuration OK");
         return exit::OK;
     }
