@@ -138,6 +138,49 @@ fn up_runs_every_new_commit_and_run_remote_prints_like_run_local() {
     assert_eq!(run["status"], "success", "{run}");
     assert_eq!(up.runs("pipeline").len(), 1, "only the new commit runs");
 
+    // The server starts exactly what `kici preview` decides for the same push.
+    let preview = up
+        .repo
+        .kici(&["preview", "push", "--json", "--sha", &second]);
+    preview.expect(0);
+    let preview = preview.json();
+    let mut expected: Vec<(String, Vec<String>)> = preview["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["matched"] == true)
+        .map(|w| {
+            let jobs = w["jobs"].as_array().unwrap().iter();
+            (
+                w["name"].as_str().unwrap().to_string(),
+                jobs.map(|j| j["name"].as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    let all = up.admin(&["runs", "list"]);
+    all.expect(0);
+    let mut started: Vec<(String, Vec<String>)> = all.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["sha"] == second.as_str())
+        .map(|r| {
+            let detail = up.admin(&["runs", "show", r["runId"].as_str().unwrap()]);
+            detail.expect(0);
+            let detail = detail.json();
+            let jobs = detail["jobs"].as_array().unwrap().iter();
+            (
+                r["workflowName"].as_str().unwrap().to_string(),
+                jobs.map(|j| j["name"].as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    expected.sort();
+    started.sort();
+    assert_eq!(started, expected, "runs and jobs differ from the preview");
+
     // Its logs are in the API, in order, exactly once.
     let logs = up.admin(&["runs", "logs", run["runId"].as_str().unwrap()]);
     logs.expect(0);
