@@ -597,10 +597,10 @@ fn source(client: &Client, out: &Output, command: &SourceCommand) -> Result<u8, 
                         config["credentialType"] = json!("pat");
                         secrets.insert("pat".into(), json!(read_stdin_secret()?));
                     }
-                    if let Some(file) = webhook_secret_file {
-                        if let Some(secret) = Token::resolve(Some(file), "")? {
-                            secrets.insert("webhookSecret".into(), json!(expose(&secret)));
-                        }
+                    if let Some(file) = webhook_secret_file
+                        && let Some(secret) = Token::resolve(Some(file), "")?
+                    {
+                        secrets.insert("webhookSecret".into(), json!(expose(&secret)));
                     }
                     json!({ "type": "git", "name": name, "config": config, "secrets": secrets })
                 }
