@@ -81,8 +81,11 @@ pub(crate) fn clone_commit(
     }
     let target = if pinned { request.sha } else { "FETCH_HEAD" };
     git.run(&["checkout", "-q", "--detach", target], CHECKOUT_TIMEOUT)?;
-    let head = git.run(&["rev-parse", "HEAD"], SHORT_TIMEOUT)?;
-    let head = head.trim().to_string();
+    // A detached HEAD file holds the commit id itself: no process needed to read it.
+    let head = match std::fs::read_to_string(ws.join(".git/HEAD")) {
+        Ok(text) if is_full_sha(text.trim()) => text.trim().to_string(),
+        _ => git.run(&["rev-parse", "HEAD"], SHORT_TIMEOUT)?.trim().to_string(),
+    };
     if pinned && !head.starts_with(request.sha) {
         return Err(CloneError::ShaMismatch {
             expected: request.sha.to_string(),
@@ -176,6 +179,9 @@ impl<'a> Git<'a> {
         let stdout = child.stdout.take().map(read_all);
         let stderr = child.stderr.take().map(read_all);
         let started = Instant::now();
+        // Git commands here take milliseconds: poll from 1 ms and back off, so waiting adds
+        // little to each command yet costs nothing on slow fetches.
+        let mut pause = Duration::from_millis(1);
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
@@ -188,7 +194,10 @@ impl<'a> Git<'a> {
                         timeout.as_secs()
                     )));
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
                 Err(e) => return Err(CloneError::Git(format!("waiting for git: {e}"))),
             }
         };
