@@ -515,6 +515,12 @@ pub struct RunSummary {
     pub cancelled_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_test_run: Option<bool>,
+    /// Ours: the run this one re-runs (`POST runs/:runId/rerun`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_run_id: Option<String>,
+    /// Ours: who started a manual run or re-run (a token label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggered_by: Option<String>,
 }
 
 /// `GET runs/:runId`: the summary with its jobs and the match decision.

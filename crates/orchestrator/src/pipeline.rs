@@ -67,6 +67,49 @@ pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, cancel: &Cancellat
         let worker_id = format!("{}/inbox-{n}", state.inner.config.node_id);
         tracker.spawn(worker(state.clone(), worker_id, cancel.clone()));
     }
+    tracker.spawn(lease_sweeper(state.clone(), cancel.clone()));
+}
+
+/// Items of this node left `processing` by a previous run of the process (killed mid-item)
+/// go back to `retry` at once instead of waiting for their lease (§3.3).
+pub async fn recover_leases_at_start(state: &AppState) -> Result<(), kici_store::Error> {
+    let node = &state.inner.config.node_id;
+    let requeued = state
+        .store()
+        .requeue_inbox_leases_of_node(node, crate::now_ms())
+        .await?;
+    if requeued > 0 {
+        tracing::warn!(
+            requeued,
+            "inbox items left processing by a previous run were requeued"
+        );
+    }
+    Ok(())
+}
+
+/// How often expired inbox leases are returned to `retry` (§10).
+const LEASE_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// §3.3 / §10: `processing` items whose lease expired (their worker died) go back to `retry`.
+async fn lease_sweeper(state: AppState, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(LEASE_SWEEP_INTERVAL) => {}
+        }
+        match state
+            .store()
+            .requeue_expired_inbox_leases(crate::now_ms())
+            .await
+        {
+            Ok(0) => {}
+            Ok(requeued) => {
+                tracing::warn!(requeued, "expired inbox leases requeued");
+                state.inner.inbox_wake.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "inbox lease sweep failed"),
+        }
+    }
 }
 
 async fn worker(state: AppState, worker_id: String, cancel: CancellationToken) {
@@ -188,29 +231,35 @@ pub async fn process(state: &AppState, item: &InboxItem) -> Result<Done, Retryab
     let Some(repo) = normalised.event.source_repo.clone() else {
         return Ok(Done::bare("no_repository"));
     };
-    let only_workflow = if item.provider == "manual" {
-        workflow_filter(body)
+    let manual = if item.provider == "manual" {
+        ManualOptions::from_body(body)
     } else {
-        None
+        ManualOptions::default()
     };
-    plan_event(
-        state,
-        &source,
-        item,
-        &repo,
-        normalised,
-        only_workflow.as_deref(),
-    )
-    .await
+    plan_event(state, &source, item, &repo, normalised, &manual).await
 }
 
-/// The `workflow` a manual dispatch is restricted to (`kici run remote --workflow`).
-fn workflow_filter(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<Value>(body)
-        .ok()?
-        .get("workflow")?
-        .as_str()
-        .map(str::to_string)
+/// What a manual item (`POST dispatch`, `POST runs/:id/rerun`) adds to plain matching.
+#[derive(Debug, Default)]
+struct ManualOptions {
+    /// Only this workflow may start (`kici run remote --workflow`, re-runs).
+    workflow: Option<String>,
+    /// The run this one re-runs.
+    parent_run_id: Option<String>,
+    /// Who asked (the admin token's label).
+    requested_by: Option<String>,
+}
+
+impl ManualOptions {
+    fn from_body(body: &[u8]) -> ManualOptions {
+        let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let text = |key: &str| request.get(key).and_then(Value::as_str).map(str::to_string);
+        ManualOptions {
+            workflow: text("workflow"),
+            parent_run_id: text("parentRunId"),
+            requested_by: text("requestedBy"),
+        }
+    }
 }
 
 async fn plan_event(
@@ -219,7 +268,7 @@ async fn plan_event(
     item: &InboxItem,
     repo: &str,
     normalised: NormalisedEvent,
-    only_workflow: Option<&str>,
+    manual: &ManualOptions,
 ) -> Result<Done, Retryable> {
     let lock_source: &dyn Provider = source;
     // Trust (§5.1): fork pull requests are untrusted; the default policy skips them.
@@ -301,10 +350,17 @@ async fn plan_event(
     let ctx = ctx(state, item, repo, &git_ref, &sha, &event);
     let mut run_ids = Vec::new();
     for (workflow, decision) in lock.workflows.iter().zip(&decisions) {
-        if !decision.matched || only_workflow.is_some_and(|only| only != workflow.name) {
+        if !decision.matched
+            || manual
+                .workflow
+                .as_ref()
+                .is_some_and(|w| *w != workflow.name)
+        {
             continue;
         }
-        let run = plan_run(&ctx, workflow, decision);
+        let mut run = plan_run(&ctx, workflow, decision);
+        run.parent_run_id.clone_from(&manual.parent_run_id);
+        run.triggered_by.clone_from(&manual.requested_by);
         run_ids.push(created_run_id(state.store().create_run(&run).await?));
         state.wake_dispatch();
     }

@@ -234,6 +234,10 @@ enum RunsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Run a finished run's workflow again at the same commit, as a new run.
+    Rerun {
+        run_id: String,
+    },
     CancelJob {
         run_id: String,
         job_id: String,
@@ -761,6 +765,18 @@ fn runs(client: &Client, out: &Output, command: &RunsCommand) -> Result<u8, Clie
             )?;
             out.value(&answer, |v| {
                 format!("run {run_id}: {}", field(v, "outcome"))
+            });
+        }
+        RunsCommand::Rerun { run_id } => {
+            let answer = client.post(
+                &format!("{ADMIN}/runs/{}/rerun", encode(run_id)),
+                &json!({}),
+            )?;
+            out.value(&answer, |v| {
+                format!(
+                    "re-run of {run_id} queued (inbox item {}); its run shows in `kici admin runs list`",
+                    field(v, "inboxId")
+                )
             });
         }
         RunsCommand::CancelJob {

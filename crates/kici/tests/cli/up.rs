@@ -214,6 +214,21 @@ fn up_runs_every_new_commit_and_run_remote_prints_like_run_local() {
     let broken = wait_for_run(&up, "broken", &third);
     assert_eq!(broken["status"], "failed", "{broken}");
 
+    // A re-run is a new run of the same workflow at the same commit, linked to the first.
+    let broken_id = broken["runId"].as_str().unwrap().to_string();
+    up.admin(&["runs", "rerun", &broken_id]).expect(0);
+    let mut rerun = None;
+    let rerun_done = wait_until(Duration::from_secs(90), || {
+        rerun = up
+            .runs("broken")
+            .into_iter()
+            .find(|r| r["parentRunId"] == broken_id.as_str() && r["status"] == "failed");
+        rerun.is_some()
+    });
+    assert!(rerun_done, "the re-run of {broken_id} never finished");
+    assert_eq!(rerun.unwrap()["sha"], third.as_str());
+    up.admin(&["runs", "rerun", "no-such-run"]).expect(1);
+
     // `run remote` sends the event and streams the run like `run local`.
     let remote = up
         .repo

@@ -69,6 +69,8 @@ pub(crate) fn run_summary(run: &Run) -> RunSummary {
         init_failure: from_json(run.init_failure.as_ref()),
         cancelled_by: run.cancelled_by.clone(),
         is_test_run: run.is_test_run.then_some(true),
+        parent_run_id: run.parent_run_id.clone(),
+        triggered_by: run.triggered_by.clone(),
     }
 }
 

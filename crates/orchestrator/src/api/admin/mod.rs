@@ -51,6 +51,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/runs/{run_id}/events", get(sse::run_events))
         .route("/runs/{run_id}/cancel", post(runs::cancel))
+        .route("/runs/{run_id}/rerun", post(runs::rerun))
         .route(
             "/runs/{run_id}/jobs/{job_id}/cancel",
             post(runs::cancel_job),

@@ -226,6 +226,68 @@ pub async fn dispatch(
     ))
 }
 
+/// `POST runs/:runId/rerun` (ours): the run's workflow again, at the same commit with the same
+/// event, as a new run whose `parentRunId` is the original.
+pub async fn rerun(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(run_id): Path<String>,
+) -> Result<(StatusCode, Json<DispatchAccepted>), ApiError> {
+    admin.require(Permission::RunDispatch)?;
+    let run = state
+        .store()
+        .get_run(&run_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no run {run_id}")))?;
+    if !run.status.is_terminal() {
+        return Err(ApiError::Conflict(format!(
+            "run {run_id} is still {}; cancel it or wait for it to end",
+            run.status.as_str()
+        )));
+    }
+    if run.workflow_name == crate::plan::UNRESOLVED_WORKFLOW {
+        return Err(ApiError::Conflict(format!(
+            "run {run_id} never resolved its lock; push a fixed lock instead"
+        )));
+    }
+    let source = state.sources().get(&run.routing_key).ok_or_else(|| {
+        ApiError::Conflict(format!("the source of run {run_id} no longer exists"))
+    })?;
+    let payload = json!({
+        "event": run.event,
+        "workflow": run.workflow_name,
+        "source": source.name,
+        "repo": run.repo_identifier,
+        "type": run.event.get("type").and_then(serde_json::Value::as_str).unwrap_or("push"),
+        "sha": run.sha,
+        "parentRunId": run.run_id,
+        "requestedBy": admin.actor(),
+    });
+    let mut delivery = NewDelivery::inline(
+        &source.org_id,
+        &source.routing_key,
+        &format!("rerun:{}", kici_store::new_id()),
+        "manual",
+        "manual",
+        "rerun",
+        payload.to_string().into_bytes(),
+        crate::now_ms(),
+    );
+    delivery.source_id = Some(source.id.clone());
+    delivery.headers = json!({ "content-type": "application/json" });
+    let id = match state.store().insert_delivery(&delivery).await? {
+        kici_store::InsertOutcome::Inserted { id }
+        | kici_store::InsertOutcome::Revived { id }
+        | kici_store::InsertOutcome::Duplicate { id } => id,
+    };
+    state.inner.inbox_wake.notify_one();
+    tracing::info!(inbox = %id, run = %run_id, by = %admin.token_id, "re-run queued");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(DispatchAccepted { inbox_id: id }),
+    ))
+}
+
 /// Unix ms → `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC), without a date library.
 pub(crate) fn iso8601_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
