@@ -482,6 +482,13 @@ impl KillHandle {
     /// `signal` to the group, then SIGKILL after the grace period if anything survives (zx
     /// `.kill(signal)`).
     pub fn signal(&self, signal: Signal) -> bool {
+        if self.tx.is_closed() {
+            return false;
+        }
+        // Signal the group here rather than through the driver: the driver runs on the job's
+        // runtime, which may stop (with its tasks) before it polls again, e.g. when a cancelled
+        // job returns right after asking for the kill. The driver only arms the SIGKILL.
+        kill_group(self.pid, signal);
         self.tx.send(signal).is_ok()
     }
 
@@ -585,8 +592,8 @@ impl Driver {
                     }
                     request = self.kill_rx.recv(), if kill_open => match request {
                         Some(signal) => {
+                            // The handle has already signalled the group.
                             killed.get_or_insert(KillReason::Requested);
-                            kill_group(pid, signal);
                             if signal != Signal::SIGKILL {
                                 let at = Instant::now() + grace;
                                 sigkill_at = Some(sigkill_at.map_or(at, |prev| prev.min(at)));

@@ -93,10 +93,20 @@ impl Orchestrator {
         let tracker = TaskTracker::new();
         // Dispatches whose agents are gone enter recovery before any agent can connect.
         crate::agents::recover_at_start(&state).await?;
+        pipeline::recover_leases_at_start(&state).await?;
         pipeline::spawn_workers(&state, &tracker, &cancel);
         crate::agents::spawn_tasks(&state, &tracker, &cancel);
         let router = app(state.clone());
         let shutdown = cancel.clone();
+        // TCP_NODELAY on every accepted socket: without it a small frame written while an
+        // earlier one is unacknowledged (`job.dispatch` shortly after a `frames.ack`) waits
+        // for the peer's delayed ACK, up to 40 ms on Linux (`cargo xtask bench --only
+        // agent-loop` showed it between "job dispatched" and the agent's "job accepted").
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         tracker.spawn(async move {
             let served = axum::serve(
                 listener,

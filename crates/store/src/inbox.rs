@@ -432,6 +432,26 @@ impl Store {
         })
     }
 
+    /// Returns to `retry` the items leased by the workers of node `node` (lease owners
+    /// `<node>/…`), whatever their lease says: called at start, when nothing of this node
+    /// can still be processing them, so that a crash does not hold a delivery back until its
+    /// lease expires.
+    pub async fn requeue_inbox_leases_of_node(&self, node: &str, now: i64) -> Result<u64> {
+        let prefix = format!("{node}/");
+        on_backend!(self, |pool| {
+            let done = sqlx::query(
+                "UPDATE webhook_inbox SET status = 'retry', next_attempt_at = $1, lease_owner = NULL, lease_until = NULL,
+                    last_error = COALESCE(last_error, 'orchestrator restarted while processing')
+                 WHERE status = 'processing' AND substr(lease_owner, 1, length($2)) = $2",
+            )
+            .bind(now)
+            .bind(&prefix)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
     /// Dead letters, oldest first.
     pub async fn list_dead_letters(&self, limit: i64) -> Result<Vec<InboxItem>> {
         on_reader!(self, |pool| {

@@ -3,7 +3,9 @@
 //! and checks exit codes, stdout/stderr and the files on disk. Every process is bounded in time.
 
 mod bad_input;
+mod cluster;
 mod compile;
+mod e2e;
 mod general;
 mod hook;
 mod init;
@@ -11,4 +13,5 @@ mod orchestrator;
 mod preview;
 mod run_local;
 mod support;
+mod up;
 mod watch;
