@@ -103,7 +103,8 @@ struct ActiveJob {
 struct Terminating {
     started: Instant,
     cancel_sent: bool,
-    force_sent: bool,
+    /// When running jobs were force-killed (the cancel bound passed, or a second terminate).
+    forced_at: Option<Instant>,
 }
 
 struct Agent {
@@ -143,6 +144,20 @@ pub async fn run(
         path: config.work_dir.clone(),
         source,
     })?;
+    // Leftovers of a crashed agent (`agent.md` §2, §17), on a thread of its own: a large
+    // stale checkout must not hold up the connection.
+    let sweep_dir = config.work_dir.clone();
+    if let Err(error) = std::thread::Builder::new()
+        .name("kici-sweep".into())
+        .spawn(move || {
+            let removed = job::sweep_stale_job_dirs(&sweep_dir, job::STALE_JOB_DIR_AGE);
+            if removed > 0 {
+                tracing::info!(removed, "removed stale job directories");
+            }
+        })
+    {
+        tracing::warn!(%error, "cannot start the stale job directory sweep");
+    }
     let (updates_tx, mut updates) = mpsc::unbounded_channel();
     let mut agent = Agent::new(config, updates_tx);
     tracing::info!(agent_id = %agent.config.agent_id, instance_id = %agent.instance_id, "agent starting");
@@ -304,6 +319,7 @@ pub async fn run(
             }
         } else {
             agent.live.clear();
+            agent.outbox.connection_lost();
         }
     }
 }
@@ -692,17 +708,21 @@ impl Agent {
             Control::Terminate => {
                 if let Some(t) = self.terminating.as_mut() {
                     // A second terminate skips straight to force-kill.
-                    tracing::warn!("second terminate: force-killing running jobs");
+                    tracing::warn!(
+                        active_jobs = self.jobs.len(),
+                        "second terminate: force-killing running jobs"
+                    );
                     t.cancel_sent = true;
-                    t.force_sent = true;
-                    t.started = Instant::now() - self.config.shutdown_cancel_timeout;
+                    if t.forced_at.is_none() {
+                        t.forced_at = Some(Instant::now());
+                    }
                     self.force_all();
                 } else {
                     tracing::info!(active_jobs = self.jobs.len(), "terminating");
                     self.terminating = Some(Terminating {
                         started: Instant::now(),
                         cancel_sent: false,
-                        force_sent: false,
+                        forced_at: None,
                     });
                     let status = self.status_frame();
                     self.live.push(status);
@@ -731,12 +751,11 @@ impl Agent {
             }
         }
         if let Some(t) = &self.terminating {
-            if !t.cancel_sent {
-                consider(t.started + self.config.job_stop_grace);
-            } else if !t.force_sent {
-                consider(t.started + self.config.shutdown_cancel_timeout);
-            } else if !self.jobs.is_empty() {
-                consider(t.started + self.config.shutdown_cancel_timeout + FORCE_WAIT);
+            match t.forced_at {
+                None if !t.cancel_sent => consider(t.started + self.config.job_stop_grace),
+                None => consider(t.started + self.config.shutdown_cancel_timeout),
+                Some(at) if !self.jobs.is_empty() => consider(at + FORCE_WAIT),
+                Some(_) => {}
             }
         }
         next
@@ -747,7 +766,10 @@ impl Agent {
         for job in self.jobs.values_mut() {
             if job.force_at.is_some_and(|at| at <= now) {
                 tracing::warn!(job_id = %job.tracker.job_id, "graceful cancel took too long; forcing");
-                Self::force(job, &mut self.outbox, &mut self.clock);
+                if Self::force(job, &mut self.outbox, &mut self.clock) && self.terminating.is_some()
+                {
+                    self.force_killed += 1;
+                }
             }
         }
         let Some(t) = self.terminating.as_mut() else {
@@ -768,17 +790,14 @@ impl Agent {
         let Some(t) = self.terminating.as_mut() else {
             return;
         };
-        if !t.force_sent && now >= t.started + self.config.shutdown_cancel_timeout {
-            t.force_sent = true;
+        if t.forced_at.is_none() && now >= t.started + self.config.shutdown_cancel_timeout {
+            t.forced_at = Some(now);
             self.force_all();
         }
         let Some(t) = self.terminating.as_ref() else {
             return;
         };
-        if t.force_sent
-            && !self.jobs.is_empty()
-            && now >= t.started + self.config.shutdown_cancel_timeout + FORCE_WAIT
-        {
+        if t.forced_at.is_some_and(|at| now >= at + FORCE_WAIT) && !self.jobs.is_empty() {
             // The job threads did not come back even after SIGKILL; leave them to the
             // process exit rather than hang the shutdown.
             tracing::error!(

@@ -84,7 +84,10 @@ pub(crate) fn clone_commit(
     // A detached HEAD file holds the commit id itself: no process needed to read it.
     let head = match std::fs::read_to_string(ws.join(".git/HEAD")) {
         Ok(text) if is_full_sha(text.trim()) => text.trim().to_string(),
-        _ => git.run(&["rev-parse", "HEAD"], SHORT_TIMEOUT)?.trim().to_string(),
+        _ => git
+            .run(&["rev-parse", "HEAD"], SHORT_TIMEOUT)?
+            .trim()
+            .to_string(),
     };
     if pinned && !head.starts_with(request.sha) {
         return Err(CloneError::ShaMismatch {

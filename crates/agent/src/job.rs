@@ -155,8 +155,116 @@ fn run_thread(
     // the job directory go away.
     drop(local);
     runtime.shutdown_timeout(Duration::from_millis(200));
+    // The final sweep (`agent.md` §8, §17): whatever the job started and left behind —
+    // a command that ignored SIGTERM once the runtime holding its SIGKILL timer was gone, a
+    // daemonised background process — still carries the job's own `TMPDIR`.
+    let killed = kill_job_processes(&tmp);
+    if killed > 0 {
+        tracing::info!(job_id = %dispatch.job_id, killed, "killed processes the job left behind");
+    }
     drop(dir);
     result
+}
+
+/// Rounds of the final sweep: a process may start a child between two scans.
+const SWEEP_ROUNDS: usize = 20;
+
+/// SIGKILLs every process (of this user; others cannot be read) whose environment has
+/// `TMPDIR=<tmp>`, until a scan finds none. Returns how many were killed.
+fn kill_job_processes(tmp: &Path) -> usize {
+    let mut needle = b"TMPDIR=".to_vec();
+    needle.extend_from_slice(tmp.as_os_str().as_encoded_bytes());
+    let me = std::process::id();
+    let mut killed = 0;
+    for _ in 0..SWEEP_ROUNDS {
+        let mut found = 0;
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return killed;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ
+                .split(|b| *b == 0)
+                .any(|var| var == needle.as_slice())
+                && let Ok(raw) = i32::try_from(pid)
+                && nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(raw),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .is_ok()
+            {
+                found += 1;
+            }
+        }
+        if found == 0 {
+            break;
+        }
+        killed += found;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    killed
+}
+
+/// Age beyond which a `kici-*` entry of the work directory is left over from a crash.
+pub(crate) const STALE_JOB_DIR_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `agent.md` §2: deletes the job directories (and outbox spill files) under `work_dir`
+/// that a crashed agent left behind, i.e. `kici-*` entries not modified for `max_age`.
+/// Returns how many were removed. A running job's directory is never that old: it is
+/// created fresh for every dispatch.
+pub(crate) fn sweep_stale_job_dirs(work_dir: &Path, max_age: Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(work_dir) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if !name.starts_with("kici-") {
+            continue;
+        }
+        // `symlink_metadata`: a link is never followed out of the work directory.
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age >= max_age);
+        if !old {
+            continue;
+        }
+        let result = if meta.is_dir() {
+            std::fs::remove_dir_all(entry.path())
+        } else if meta.is_file() && name.starts_with("kici-outbox-") && name.ends_with(".spill") {
+            std::fs::remove_file(entry.path())
+        } else {
+            continue;
+        };
+        match result {
+            Ok(()) => removed += 1,
+            Err(error) => {
+                tracing::warn!(%error, path = %entry.path().display(), "removing a stale job directory failed");
+            }
+        }
+    }
+    removed
 }
 
 /// `lockfile.md` §9.2: the content hash of the checked-out workflow sources must be the one
@@ -661,7 +769,7 @@ fn step_data(result: &StepResult) -> StepStatusData {
     StepStatusData {
         duration_ms: Some(result.duration_ms),
         error: result.error.clone(),
-        exit_code: None,
+        exit_code: result.exit_code(),
         attempt: result.attempts,
         skip_reason: (result.skip_reason.as_deref() == Some("step_rules"))
             .then_some(StepSkipReason::StepRules),

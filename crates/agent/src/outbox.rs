@@ -4,10 +4,12 @@
 //!
 //! Frame texts live in memory up to a small budget; beyond it they are appended to a spill
 //! file under the work directory and read back when sent. Status frames are never dropped;
-//! when the log limits are exceeded the oldest `log.chunk` frames are, and the next chunk of
-//! the same step is preceded by a one-line marker saying how many lines were lost.
+//! when the log limits are exceeded the oldest unsent `log.chunk` frames are. A dropped chunk
+//! becomes a one-line marker saying how many lines were lost (keeping its `seq`), or is added
+//! to the marker just before it of the same step, so the next chunk of that step is preceded
+//! by one marker with the exact count, and the markers themselves stay few and small.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -27,10 +29,21 @@ enum Body {
 /// Which step a log chunk belongs to, and how many lines it holds (for the drop marker).
 #[derive(Debug, Clone)]
 struct LogMeta {
+    message_id: String,
     run_id: String,
     job_id: String,
     step_index: i64,
+    timestamp: u64,
+    /// Lines of the chunk; for a marker, the lines it stands for.
     lines: u64,
+    /// A dropped-lines marker: not counted against the log limits, never dropped.
+    marker: bool,
+}
+
+impl LogMeta {
+    fn same_step(&self, other: &LogMeta) -> bool {
+        self.step_index == other.step_index && self.job_id == other.job_id
+    }
 }
 
 #[derive(Debug)]
@@ -51,14 +64,14 @@ pub(crate) struct Outbox {
     sent_up_to: u64,
     /// Bytes of frame text held in memory.
     memory_bytes: usize,
+    /// Highest `seq` acknowledged.
+    acked_up_to: u64,
+    /// Unacknowledged `log.chunk` frames (markers not included) and their bytes.
     log_chunks: usize,
     log_bytes: usize,
-    /// Lines dropped per `(jobId, stepIndex)` since the last chunk of that step was queued.
-    dropped: HashMap<(String, i64), (String, u64)>,
     spill_path: PathBuf,
     spill: Option<File>,
     spill_len: u64,
-    next_marker_id: u64,
 }
 
 impl Outbox {
@@ -69,66 +82,34 @@ impl Outbox {
             entries: VecDeque::new(),
             sent_up_to: 0,
             memory_bytes: 0,
+            acked_up_to: 0,
             log_chunks: 0,
             log_bytes: 0,
-            dropped: HashMap::new(),
             spill_path,
             spill: None,
             spill_len: 0,
-            next_marker_id: 0,
         }
     }
 
     /// Stamps `message` with the next `seq`, queues it, and returns that `seq`.
-    pub(crate) fn push(&mut self, message: AgentMessage) -> u64 {
-        if let AgentMessage::LogChunk(chunk) = &message
-            && let Some((run_id, lost)) = self
-                .dropped
-                .remove(&(chunk.job_id.clone(), chunk.step_index))
-        {
-            self.next_marker_id += 1;
-            let marker = LogChunk {
-                message_id: format!("{}-dropped-{}", chunk.message_id, self.next_marker_id),
-                run_id,
-                job_id: chunk.job_id.clone(),
-                step_index: chunk.step_index,
-                lines: vec![dropped_lines_marker(lost)],
-                timestamp: chunk.timestamp,
-                seq: None,
-            };
-            self.push_one(AgentMessage::LogChunk(marker));
-        }
-        self.push_one(message)
-    }
-
-    fn push_one(&mut self, mut message: AgentMessage) -> u64 {
+    pub(crate) fn push(&mut self, mut message: AgentMessage) -> u64 {
         let seq = self.seq.next_seq();
         message.set_seq(seq);
         let log = match &message {
             AgentMessage::LogChunk(c) => Some(LogMeta {
+                message_id: c.message_id.clone(),
                 run_id: c.run_id.clone(),
                 job_id: c.job_id.clone(),
                 step_index: c.step_index,
+                timestamp: c.timestamp,
                 lines: c.lines.len() as u64,
+                marker: false,
             }),
             _ => None,
         };
         let text = message.encode();
         let bytes = text.len();
-        let body = if self.memory_bytes + bytes > self.limits.memory_bytes {
-            match self.spill_write(&text) {
-                Ok((offset, len)) => Body::Spilled { offset, len },
-                Err(error) => {
-                    // A full or read-only disk must not lose a status: keep it in memory.
-                    tracing::warn!(%error, path = %self.spill_path.display(), "outbox spill failed; keeping the frame in memory");
-                    self.memory_bytes += bytes;
-                    Body::Memory(text)
-                }
-            }
-        } else {
-            self.memory_bytes += bytes;
-            Body::Memory(text)
-        };
+        let body = self.store(text);
         if log.is_some() {
             self.log_chunks += 1;
             self.log_bytes += bytes;
@@ -143,33 +124,109 @@ impl Outbox {
         seq
     }
 
-    /// Drops the oldest log chunks while the log limits are exceeded.
+    /// Keeps `text` in memory within the budget, otherwise in the spill file.
+    fn store(&mut self, text: String) -> Body {
+        let bytes = text.len();
+        if self.memory_bytes + bytes > self.limits.memory_bytes {
+            match self.spill_write(&text) {
+                Ok((offset, len)) => return Body::Spilled { offset, len },
+                Err(error) => {
+                    // A full or read-only disk must not lose a status: keep it in memory.
+                    tracing::warn!(%error, path = %self.spill_path.display(), "outbox spill failed; keeping the frame in memory");
+                }
+            }
+        }
+        self.memory_bytes += bytes;
+        Body::Memory(text)
+    }
+
+    /// Drops the oldest unsent log chunks while the log limits are exceeded. Chunks already
+    /// written to the current connection are left alone: the orchestrator has probably
+    /// applied them, and counting them as lost would be wrong.
     fn enforce_log_limits(&mut self) {
         while self.log_chunks > self.limits.max_log_chunks
             || self.log_bytes > self.limits.max_log_bytes
         {
-            let Some(pos) = self.entries.iter().position(|e| e.log.is_some()) else {
+            let sent = self.sent_up_to;
+            let Some(pos) = self
+                .entries
+                .iter()
+                .position(|e| e.seq > sent && e.log.as_ref().is_some_and(|m| !m.marker))
+            else {
                 return;
             };
-            let Some(entry) = self.entries.remove(pos) else {
+            let Some(meta) = self.entries[pos].log.clone() else {
                 return;
             };
-            if let Some(meta) = &entry.log {
-                let slot = self
-                    .dropped
-                    .entry((meta.job_id.clone(), meta.step_index))
-                    .or_insert_with(|| (meta.run_id.clone(), 0));
-                slot.1 += meta.lines;
+            // Every unsent log entry before `pos` is a marker (`pos` is the oldest unsent
+            // chunk), so a marker of the same step there directly precedes the lost lines.
+            let absorber = (0..pos)
+                .rev()
+                .take_while(|i| self.entries[*i].seq > sent)
+                .find(|i| {
+                    self.entries[*i]
+                        .log
+                        .as_ref()
+                        .is_some_and(|m| m.marker && m.same_step(&meta))
+                });
+            self.log_chunks -= 1;
+            self.log_bytes -= self.entries[pos].bytes;
+            match absorber {
+                Some(at) => {
+                    if let Some(entry) = self.entries.remove(pos) {
+                        self.release_body(&entry);
+                    }
+                    if let Some(m) = self.entries[at].log.as_mut() {
+                        m.lines += meta.lines;
+                    }
+                    self.rewrite_marker(at);
+                }
+                None => {
+                    if let Some(m) = self.entries[pos].log.as_mut() {
+                        m.marker = true;
+                    }
+                    self.rewrite_marker(pos);
+                }
             }
-            self.forget(&entry);
+        }
+    }
+
+    /// Replaces the text of the marker at `index` with one that states its current count.
+    fn rewrite_marker(&mut self, index: usize) {
+        let entry = &self.entries[index];
+        let Some(meta) = entry.log.as_ref() else {
+            return;
+        };
+        let text = AgentMessage::LogChunk(LogChunk {
+            message_id: meta.message_id.clone(),
+            run_id: meta.run_id.clone(),
+            job_id: meta.job_id.clone(),
+            step_index: meta.step_index,
+            lines: vec![dropped_lines_marker(meta.lines)],
+            timestamp: meta.timestamp,
+            seq: Some(entry.seq),
+        })
+        .encode();
+        let old = std::mem::replace(&mut self.entries[index].body, Body::Memory(String::new()));
+        if matches!(old, Body::Memory(_)) {
+            self.memory_bytes -= self.entries[index].bytes;
+        }
+        self.entries[index].bytes = text.len();
+        // (A spilled body leaves its old bytes behind in the file until it is removed.)
+        let body = self.store(text);
+        self.entries[index].body = body;
+    }
+
+    /// Gives back the memory of an entry that leaves the outbox.
+    fn release_body(&mut self, entry: &Entry) {
+        if matches!(entry.body, Body::Memory(_)) {
+            self.memory_bytes -= entry.bytes;
         }
     }
 
     fn forget(&mut self, entry: &Entry) {
-        if matches!(entry.body, Body::Memory(_)) {
-            self.memory_bytes -= entry.bytes;
-        }
-        if entry.log.is_some() {
+        self.release_body(entry);
+        if entry.log.as_ref().is_some_and(|m| !m.marker) {
             self.log_chunks -= 1;
             self.log_bytes -= entry.bytes;
         }
@@ -197,6 +254,7 @@ impl Outbox {
 
     /// Everything with `seq <= up_to` was applied by the orchestrator.
     pub(crate) fn ack(&mut self, up_to: u64) {
+        self.acked_up_to = self.acked_up_to.max(up_to);
         while self.entries.front().is_some_and(|e| e.seq <= up_to) {
             if let Some(entry) = self.entries.pop_front() {
                 self.forget(&entry);
@@ -227,7 +285,10 @@ impl Outbox {
     /// The next frame not yet written to the current connection, in `seq` order.
     pub(crate) fn next_unsent(&mut self) -> Option<(u64, String)> {
         let sent = self.sent_up_to;
-        let entry = self.entries.iter().find(|e| e.seq > sent)?;
+        // Entries are in `seq` order: a binary search keeps a long replay linear overall.
+        let entry = self
+            .entries
+            .get(self.entries.partition_point(|e| e.seq <= sent))?;
         let seq = entry.seq;
         let text = match &entry.body {
             Body::Memory(text) => text.clone(),
@@ -246,6 +307,12 @@ impl Outbox {
             }
         };
         Some((seq, text))
+    }
+
+    /// The connection is gone: what it was given but did not acknowledge counts as unsent
+    /// again (it is replayed after the next registration, and may be dropped meanwhile).
+    pub(crate) fn connection_lost(&mut self) {
+        self.sent_up_to = self.sent_up_to.min(self.acked_up_to);
     }
 
     /// `seq` was written to the connection.

@@ -252,6 +252,21 @@ impl JobResult {
 }
 
 impl StepResult {
+    /// The exit code of the `$` command whose failure failed the step (`step.status`
+    /// `data.exitCode`, `protocol.md` §7.3); `None` when the step did not fail that way
+    /// (success, a thrown error, a timeout, a cancel, a command killed by a signal).
+    ///
+    /// Read from the failure message the runtime's `ProcessOutput` builds (`…\n    exit code:
+    /// <n>[ (<meaning>)]\n    command: …`, `runner.js`), so the result itself keeps its shape.
+    /// The command comes after that line and the stderr tail before it, so the last occurrence
+    /// that is followed by the `command:` line is the command's own.
+    pub fn exit_code(&self) -> Option<i32> {
+        if self.status != Status::Failed {
+            return None;
+        }
+        exit_code_of_failure(self.error.as_deref()?)
+    }
+
     /// The step as the `--json` and JUnit reports show it (`cli.md` §6.4).
     pub fn report(&self) -> junit::StepResult {
         junit::StepResult {
@@ -263,6 +278,28 @@ impl StepResult {
             continued_on_error: self.continued_on_error,
         }
     }
+}
+
+/// See [`StepResult::exit_code`].
+fn exit_code_of_failure(message: &str) -> Option<i32> {
+    const LABEL: &str = "\n    exit code: ";
+    let mut rest = message;
+    let mut found = None;
+    while let Some(at) = rest.find(LABEL) {
+        let after = &rest[at + LABEL.len()..];
+        let line = after.split('\n').next().unwrap_or_default();
+        let digits = line.split(' ').next().unwrap_or_default();
+        let followed_by_command = after[line.len()..].starts_with("\n    command: ");
+        if followed_by_command
+            && !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(code) = digits.parse::<i32>()
+        {
+            found = Some(code);
+        }
+        rest = after;
+    }
+    found
 }
 
 /// `jobOutputs(job)` of a non-matrix job (`sdk.md` §12.1): flat when the job has exactly one
@@ -293,4 +330,33 @@ pub fn matrix_outputs_value(children: &[(String, Value)]) -> Value {
         }
     }
     serde_json::json!({"byMatrix": by_matrix, "merged": merged})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_code_of_failure;
+
+    #[test]
+    fn exit_code_comes_from_the_process_failure_lines() {
+        let message =
+            "boom\n    at .kici/workflows/ci.ts:3:5\n    exit code: 3\n    command: exit 3";
+        assert_eq!(exit_code_of_failure(message), Some(3));
+        assert_eq!(
+            exit_code_of_failure("\n    exit code: 127 (Command not found)\n    command: nope"),
+            Some(127)
+        );
+        // A nested failure in the stderr tail does not win over the command's own.
+        let nested =
+            "\n    exit code: 9\n    command: inner\n\n    exit code: 4\n    command: outer";
+        assert_eq!(exit_code_of_failure(nested), Some(4));
+        assert_eq!(
+            exit_code_of_failure("\n    exit code: null\n    signal: SIGKILL\n    command: x"),
+            None
+        );
+        assert_eq!(exit_code_of_failure("Error: thrown by the step"), None);
+        assert_eq!(
+            exit_code_of_failure("step_timeout: step exceeded its timeout of 5ms"),
+            None
+        );
+    }
 }

@@ -1,6 +1,10 @@
 //! The agent library against a WebSocket server playing the orchestrator, with real git
 //! repositories and compiled locks.
 
+mod outbox;
+mod shutdown;
+mod startup;
+mod steps;
 mod support;
 
 use std::collections::BTreeSet;

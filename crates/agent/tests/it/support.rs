@@ -130,14 +130,26 @@ impl Orchestrator {
     }
 
     pub async fn accept(&self) -> Peer {
-        let (tcp, _) = tokio::time::timeout(WAIT, self.listener.accept())
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (tcp, _) = tokio::time::timeout_at(deadline, self.listener.accept())
+                .await
+                .expect("the agent connects in time")
+                .expect("accept");
+            // A connection that waited in the backlog for longer than the agent's connect
+            // timeout was abandoned by the agent: take the next one.
+            if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+                return Peer { ws };
+            }
+        }
+    }
+
+    /// A connection attempt within `wait`, if the agent makes one.
+    pub async fn try_accept(&self, wait: Duration) -> Option<TcpStream> {
+        tokio::time::timeout(wait, self.listener.accept())
             .await
-            .expect("the agent connects in time")
-            .expect("accept");
-        let ws = tokio_tungstenite::accept_async(tcp)
-            .await
-            .expect("ws handshake");
-        Peer { ws }
+            .ok()
+            .map(|r| r.expect("accept").0)
     }
 }
 
@@ -207,6 +219,27 @@ impl Peer {
             .expect("send to the agent");
     }
 
+    /// Closes the connection with `code`.
+    pub async fn close(&mut self, code: u16, reason: &str) {
+        use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+        let _ = self
+            .ws
+            .send(Message::Close(Some(CloseFrame {
+                code: code.into(),
+                reason: reason.to_string().into(),
+            })))
+            .await;
+        // Read until the agent answers the close or goes away.
+        let _ = tokio::time::timeout(WAIT, async {
+            while let Some(Ok(m)) = self.ws.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
     pub async fn ack(&mut self, up_to: u64) {
         self.send(OrchestratorMessage::FramesAck(FramesAck { up_to }))
             .await;
@@ -257,11 +290,35 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(url: &str, labels: &[&str]) -> Agent {
-        let work_dir = tempfile::tempdir().expect("work dir");
+        Agent::start_with(url, labels, |_| {})
+    }
+
+    /// Like [`Agent::start`], with `configure` applied to the configuration last.
+    pub fn start_with(
+        url: &str,
+        labels: &[&str],
+        configure: impl FnOnce(&mut AgentConfig),
+    ) -> Agent {
+        Agent::start_in(
+            tempfile::tempdir().expect("work dir"),
+            url,
+            labels,
+            configure,
+        )
+    }
+
+    /// Like [`Agent::start_with`], in a work directory the test prepared.
+    pub fn start_in(
+        work_dir: tempfile::TempDir,
+        url: &str,
+        labels: &[&str],
+        configure: impl FnOnce(&mut AgentConfig),
+    ) -> Agent {
         let mut config = AgentConfig::new(url, "agent-test", work_dir.path().to_path_buf());
         config.token = Some(Secret::new(TOKEN));
         config.labels = labels.iter().map(|l| l.to_string()).collect();
         config.max_reconnect_delay = Duration::from_secs(2);
+        configure(&mut config);
         let (control, rx) = mpsc::channel(4);
         let handle = tokio::spawn(kici_agent::run(config, rx));
         Agent {
@@ -282,6 +339,70 @@ impl Agent {
     pub fn work_path(&self) -> PathBuf {
         self.work_dir.path().to_path_buf()
     }
+
+    /// Waits for `run` to return on its own.
+    pub async fn finished(self) -> Result<Exit, AgentError> {
+        tokio::time::timeout(WAIT, self.handle)
+            .await
+            .expect("the agent exits in time")
+            .expect("the agent task does not panic")
+    }
+}
+
+/// Names of the entries of `dir` that start with `prefix`, sorted.
+pub fn work_entries(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Polls `check` every 20 ms until it holds; fails after [`WAIT`].
+pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Command lines of the processes that mention `marker` (zombies have none).
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == me || !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if text.contains(marker) {
+            found.push(format!("{name}: {text}"));
+        }
+    }
+    found
+}
+
+/// A marker no other test or run shares.
+pub fn unique_marker(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("kici-{tag}-{}-{nanos}", std::process::id())
 }
 
 /// Collects job frames until the job's terminal `job.status`, acknowledging as it goes.

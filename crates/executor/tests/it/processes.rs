@@ -88,6 +88,7 @@ export default workflow('w', { on: push(), jobs: [job('j', { runsOn: 'x', steps:
     );
     assert!(error.contains("kici-no-such-command"), "{error}");
     assert!(error.contains("at .kici/workflows/w.ts:3:"), "{error}");
+    assert_eq!(result.steps[0].exit_code(), Some(127));
 }
 
 #[test]
