@@ -298,6 +298,66 @@ fn verify_content_hash(ws: &Path, dispatch: &JobDispatch) -> Result<(), String> 
     }
 }
 
+/// `jobOutputs` and `ctx.needs` by upstream name: matrix children grouped under their base
+/// name as `{byMatrix, merged}` with the group's status, the way `kici run local` does it.
+fn upstream_context(dispatch: &JobDispatch) -> (Map<String, Value>, Option<Map<String, Value>>) {
+    let config = &dispatch.job_config;
+    let outputs = dispatch.upstream_job_outputs.clone().unwrap_or_default();
+    let statuses = dispatch.upstream_job_statuses.clone().unwrap_or_default();
+    let children = config.upstream_matrix.clone().unwrap_or_default();
+    let mut by_name = Map::new();
+    let mut needs = Map::new();
+    let mut groups: BTreeMap<String, Vec<(String, Value, &str)>> = BTreeMap::new();
+    for name in &config.needs {
+        let result = outputs
+            .get(name)
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
+        let status = statuses.get(name).map(|s| s.as_str()).unwrap_or("success");
+        match children.get(name) {
+            Some(child) => groups.entry(child.base.clone()).or_default().push((
+                child.suffix.clone(),
+                result,
+                status,
+            )),
+            None => {
+                needs.insert(
+                    name.clone(),
+                    serde_json::json!({"result": result, "status": status}),
+                );
+                by_name.insert(name.clone(), result);
+            }
+        }
+    }
+    for (base, members) in groups {
+        let statuses: Vec<&str> = members.iter().map(|(_, _, s)| *s).collect();
+        let status = if statuses
+            .iter()
+            .any(|s| !matches!(*s, "success" | "skipped" | "cancelled"))
+        {
+            "failed"
+        } else if statuses.contains(&"cancelled") {
+            "cancelled"
+        } else if statuses.iter().all(|s| *s == "skipped") {
+            "skipped"
+        } else {
+            "success"
+        };
+        let value = kici_executor::matrix_outputs_value(
+            &members
+                .into_iter()
+                .map(|(suffix, value, _)| (suffix, value))
+                .collect::<Vec<_>>(),
+        );
+        needs.insert(
+            base.clone(),
+            serde_json::json!({"result": value, "status": status}),
+        );
+        by_name.insert(base, value);
+    }
+    (by_name, (!config.needs.is_empty()).then_some(needs))
+}
+
 fn build_request(
     dispatch: &JobDispatch,
     settings: &JobSettings,
@@ -328,23 +388,7 @@ fn build_request(
         .iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_string(), v)));
     let env = request::layered_env(host, &[&system, &environment_vars, &job_env]);
-    let upstream_outputs = dispatch.upstream_job_outputs.clone().unwrap_or_default();
-    let needs = (!config.needs.is_empty()).then(|| {
-        let statuses = dispatch.upstream_job_statuses.clone().unwrap_or_default();
-        let mut needs = Map::new();
-        for name in &config.needs {
-            let result = upstream_outputs
-                .get(name)
-                .cloned()
-                .unwrap_or(Value::Object(Map::new()));
-            let status = statuses.get(name).map(|s| s.as_str()).unwrap_or("success");
-            needs.insert(
-                name.clone(),
-                serde_json::json!({"result": result, "status": status}),
-            );
-        }
-        needs
-    });
+    let (upstream_outputs, needs) = upstream_context(dispatch);
     let matrix = config.matrix_values.as_ref().map(|m| {
         m.iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))

@@ -243,6 +243,33 @@ impl Store {
         })
     }
 
+    /// Dispatches the agent acknowledged (`job.ack` cleared the ack deadline) whose job is
+    /// still `queued`, dispatched before `before`: the agent never reported the job
+    /// `running` (a lost frame, a reclaim after which it never re-reported), so nothing but
+    /// the stale detector would ever end them.
+    pub async fn stale_acked_dispatches(&self, before: i64) -> Result<Vec<StaleJob>> {
+        on_reader!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT q.id, q.run_id, q.agent_id FROM dispatch_queue q JOIN execution_jobs j ON j.job_id = q.id
+                 WHERE q.status = 'dispatched' AND q.ack_deadline IS NULL AND j.status = 'queued'
+                   AND q.dispatched_at IS NOT NULL AND q.dispatched_at < $1
+                 ORDER BY q.dispatched_at, q.id",
+            )
+            .bind(before)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StaleJob {
+                        job_id: r.text("id")?,
+                        run_id: r.text("run_id")?,
+                        agent_id: r.opt_text("agent_id")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// Ends every step of a job that is still `running` or `pending` as `cancelled` (a
     /// job that went stale or was cancelled without its agent), each write checked by the
     /// step machine. Returns the step indexes moved.

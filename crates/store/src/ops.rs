@@ -59,6 +59,9 @@ pub(crate) trait Ops {
         now: i64,
     ) -> Result<Requeue>;
     async fn expire(&mut self, job_id: &str, now: i64) -> Result<bool>;
+    /// [`Ops::expire`] with the job's message given by the caller (§9.4 adds why no agent
+    /// took the job).
+    async fn expire_with_message(&mut self, job_id: &str, message: &str, now: i64) -> Result<bool>;
 }
 
 /// The message a job gets when the queue expires it (§9.4).
@@ -733,6 +736,30 @@ macro_rules! impl_ops {
                 }
                 let update = JobUpdate {
                     error_message: Some(QUEUE_EXPIRED.to_string()),
+                    ..JobUpdate::default()
+                };
+                self.transition_job(job_id, Event::Stale, &update, now).await?;
+                Ok(true)
+            }
+
+            async fn expire_with_message(
+                &mut self,
+                job_id: &str,
+                message: &str,
+                now: i64,
+            ) -> Result<bool> {
+                let moved = sqlx::query(
+                    "UPDATE dispatch_queue SET status = 'expired', last_error = $2 WHERE id = $1 AND status = 'pending'",
+                )
+                .bind(job_id)
+                .bind(message)
+                .execute(&mut *self)
+                .await?;
+                if moved.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                let update = JobUpdate {
+                    error_message: Some(message.to_string()),
                     ..JobUpdate::default()
                 };
                 self.transition_job(job_id, Event::Stale, &update, now).await?;

@@ -242,6 +242,42 @@ impl Store {
         Ok(expired)
     }
 
+    /// The ids of `pending` rows past `expires_at` (§9.4), oldest first, for a sweep that
+    /// words each expiry itself ([`Store::expire_queue_entry`]).
+    pub async fn expired_queue_ids(&self, now: i64) -> Result<Vec<String>> {
+        self.ids(
+            "SELECT id FROM dispatch_queue WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at < $1 ORDER BY created_at, seq",
+            now,
+        )
+        .await
+    }
+
+    /// Expires one `pending` row (row `expired`, job STALE with `message`) in one
+    /// transaction. `false` when the row is no longer pending (claimed or settled first).
+    pub async fn expire_queue_entry(&self, job_id: &str, message: &str, now: i64) -> Result<bool> {
+        in_tx!(self, |tx| tx
+            .expire_with_message(job_id, message, now)
+            .await)
+    }
+
+    /// Moves a row this dispatcher just claimed for agent `from`, not yet sent, to agent
+    /// `to` (`runsOnPick: any`, §9.3), with the same ack deadline. `false` when the row is
+    /// no longer dispatched to `from`.
+    pub async fn reassign_dispatch(&self, job_id: &str, from: &str, to: &str) -> Result<bool> {
+        crate::on_backend!(self, |pool| {
+            let done = sqlx::query(
+                "UPDATE dispatch_queue SET agent_id = $3, ack_agent_id = $3
+                 WHERE id = $1 AND status = 'dispatched' AND agent_id = $2 AND ack_agent_id = $2",
+            )
+            .bind(job_id)
+            .bind(from)
+            .bind(to)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
     /// Rows waiting for an agent.
     pub async fn queue_depth(&self) -> Result<i64> {
         on_reader!(self, |pool| {

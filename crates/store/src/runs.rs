@@ -373,6 +373,20 @@ impl Store {
         })
     }
 
+    /// The ids of runs that are not terminal (`pending`, `running`, `cancelling`, `held`),
+    /// oldest first: the periodic DAG progression pass re-checks them.
+    pub async fn active_run_ids(&self) -> Result<Vec<String>> {
+        on_reader!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT run_id FROM execution_runs WHERE status IN ('pending', 'running', 'cancelling', 'held')
+                 ORDER BY created_at, run_id",
+            )
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(|r| r.text("run_id")).collect()
+        })
+    }
+
     /// A run's jobs in creation (lock expansion) order.
     pub async fn list_jobs(&self, run_id: &str) -> Result<Vec<Job>> {
         on_reader!(self, |pool| {

@@ -47,8 +47,8 @@ pub use orchestrator::{
     AgentApiResponse, ApprovalOutcome, AuthFailure, AuthSuccess, CacheUploadResponse,
     CacheUserRestoreResponse, CacheUserSaveResponse, ConcurrencyAction, ErrorCode, ErrorMessage,
     EventEmitResponse, FleetLogsRequest, FramesAck, GitAuth, GitAuthKind, JobCancel,
-    JobConcurrencyAck, JobConfig, JobConfigType, JobDispatch, JobSource, OrchestratorMessage,
-    ProvenanceUploadResponse, RateLimitWarning, RegisterAck, SshHostKeyPolicy,
+    JobConcurrencyAck, JobConfig, JobConfigType, JobDispatch, JobSource, MatrixChild,
+    OrchestratorMessage, ProvenanceUploadResponse, RateLimitWarning, RegisterAck, SshHostKeyPolicy,
     StepApprovalResolved,
 };
 

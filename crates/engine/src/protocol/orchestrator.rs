@@ -206,6 +206,27 @@ impl JobDispatch {
     }
 }
 
+/// One matrix child among a job's upstreams: `<base> (<suffix>)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatrixChild {
+    pub base: String,
+    pub suffix: String,
+}
+
+impl MatrixChild {
+    /// The child of `base` that `name` names, if `name` is `<base> (<suffix>)`.
+    pub fn of(name: &str, base: &str) -> Option<MatrixChild> {
+        let suffix = name
+            .strip_prefix(base)?
+            .strip_prefix(" (")?
+            .strip_suffix(')')?;
+        Some(MatrixChild {
+            base: base.to_string(),
+            suffix: suffix.to_string(),
+        })
+    }
+}
+
 /// `GitAuth` (§4.1): clone credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -282,6 +303,11 @@ pub struct JobConfig {
     /// Expanded upstream job names.
     #[serde(default)]
     pub needs: Vec<String>,
+    /// Ours: the matrix children among `needs` (expanded name → base name and suffix), so the
+    /// agent hands `jobOutputs(base)` and `ctx.needs.base` the `{byMatrix, merged}` shape that
+    /// `kici run local` builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_matrix: Option<BTreeMap<String, MatrixChild>>,
     #[serde(default)]
     pub steps: Vec<LockStepEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

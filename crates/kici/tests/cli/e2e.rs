@@ -17,12 +17,6 @@ on_both_backends!(
     webhook_survives_kill9_while_its_lock_fetch_is_failing,
     webhook_survives_kill9_while_it_is_being_processed,
     signed_webhook_runs_needs_matrix_outputs_and_continue_on_error,
-    #[ignore = "bug: remote jobs see matrix upstreams only under expanded names. The orchestrator \
-        sends upstreamJobOutputs/upstreamJobStatuses keyed `build (linux)`, `build (mac)` (protocol.md \
-        §4.1) and the agent (crates/agent/src/job.rs) passes them on as they are, so jobOutputs(build) \
-        throws \"Job 'build' has not produced outputs yet\" and ctx.needs.build is missing; \
-        `kici run local` builds the {byMatrix, merged} envelope under the base name (sdk.md §8, §12). \
-        Someone must group the children by base job name (needs the children's suffixes)"]
     matrix_job_outputs_reach_the_downstream_job,
     agent_killed_mid_step_fails_the_job_within_the_recovery_window,
     cut_connection_while_a_step_finishes_loses_no_log_line,

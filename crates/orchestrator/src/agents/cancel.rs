@@ -191,8 +191,20 @@ async fn cancel_one(
         },
         _ => return Ok(false),
     };
+    write(state, job, event, &update).await
+}
+
+/// One cancel-side job write: on a terminal state the slot is freed, open steps end
+/// `cancelled`, and the dispatcher may use the slot. `true` when the job moved.
+async fn write(
+    state: &AppState,
+    job: &Job,
+    event: Event,
+    update: &JobUpdate,
+) -> Result<bool, kici_store::Error> {
+    let store = state.store();
     match store
-        .transition_job(&job.job_id, event, &update, crate::now_ms())
+        .transition_job(&job.job_id, event, update, crate::now_ms())
         .await
     {
         Ok(t) if t.changed => {
@@ -216,6 +228,67 @@ async fn cancel_one(
         Err(e) => Err(e),
     }
 }
+
+/// `failFast` (`orchestrator.md` §12.1 step 4): a sibling of a failed matrix child.
+/// Unstarted (`pending`, `queued`) → SKIP with `skip_reason = "fail_fast"` (a dispatched
+/// one is also stopped on its agent); running → graceful cancel (`job.cancel`, then
+/// `cancelling` until the agent reports); recovering (agent gone) → CANCEL. `true` when
+/// the job moved.
+pub(crate) async fn fail_fast_sibling(
+    state: &AppState,
+    job: &Job,
+    reason: &str,
+) -> Result<bool, kici_store::Error> {
+    let holder = state.agents().holder(&job.job_id).or_else(|| {
+        job.agent_id
+            .clone()
+            .filter(|a| state.agents().is_connected(a))
+    });
+    let (event, update) = match job.status {
+        State::Pending | State::Queued => {
+            if job.status == State::Queued
+                && let Some(agent) = &holder
+                && state
+                    .store()
+                    .get_queue_entry(&job.job_id)
+                    .await?
+                    .is_some_and(|e| e.status == QueueStatus::Dispatched)
+            {
+                send_cancel(state, agent, job, reason, true);
+            }
+            let update = JobUpdate {
+                skip_reason: Some(FAIL_FAST.to_string()),
+                ..JobUpdate::default()
+            };
+            (Event::Skip, update)
+        }
+        State::Running => {
+            let update = JobUpdate {
+                error_message: Some(reason.to_string()),
+                ..JobUpdate::default()
+            };
+            match &holder {
+                Some(agent) => {
+                    send_cancel(state, agent, job, reason, false);
+                    (Event::CancelGraceful, update)
+                }
+                None => (Event::Cancel, update),
+            }
+        }
+        State::Recovering => (
+            Event::Cancel,
+            JobUpdate {
+                error_message: Some(reason.to_string()),
+                ..JobUpdate::default()
+            },
+        ),
+        _ => return Ok(false),
+    };
+    write(state, job, event, &update).await
+}
+
+/// The skip reason of a fail-fast sibling (`cli.md`, `orchestrator.md` §12.1).
+const FAIL_FAST: &str = "fail_fast";
 
 fn send_cancel(state: &AppState, agent: &str, job: &Job, reason: &str, force: bool) {
     let sent = state.agents().send(

@@ -6,10 +6,12 @@
 //! `decode_agent_frame`, and every refusal ends in a close code of §14.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{Extensions, HeaderMap};
 use axum::response::Response;
 use kici_engine::labels;
 use kici_engine::protocol::close::{reason, truncate_close_reason};
@@ -36,10 +38,43 @@ const TICK: Duration = Duration::from_millis(250);
 const PRIVILEGED_ROOT: &str = "kici:privileged:root";
 
 /// `GET /ws`: upgrades and hands the socket to its connection task.
-pub async fn ws_handler(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+pub async fn ws_handler(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    extensions: Extensions,
+) -> Response {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    if let Some(peer) = peer
+        && plain_from_remote(peer, &headers)
+    {
+        // `protocol.md` §2: once per such connection; secrets travel in `job.dispatch`.
+        tracing::warn!(%peer, "agent connecting over plain ws:// from a non-loopback address; job secrets travel unencrypted, use wss://");
+    }
     ws.max_message_size(limits::MAX_FRAME_BYTES)
         .max_frame_size(limits::MAX_FRAME_BYTES)
         .on_upgrade(move |socket| serve(state, socket))
+}
+
+/// Whether an agent connection is plain `ws://` from a non-loopback peer (`protocol.md` §2):
+/// the listener itself never speaks TLS, so only a TLS-terminating proxy that says so
+/// (`X-Forwarded-Proto: https`) makes a remote connection secure. A proxy on loopback is
+/// indistinguishable from a local agent and is not warned about.
+pub(crate) fn plain_from_remote(peer: SocketAddr, headers: &HeaderMap) -> bool {
+    if peer.ip().to_canonical().is_loopback() {
+        return false;
+    }
+    let forwarded_tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|proto| {
+            let proto = proto.trim();
+            proto.eq_ignore_ascii_case("https") || proto.eq_ignore_ascii_case("wss")
+        });
+    !forwarded_tls
 }
 
 /// How a connection ended.
@@ -298,6 +333,7 @@ async fn handshake(
         last_heartbeat_at: None,
         draining: false,
         paused_until: 0,
+        last_dispatch: 0,
         active: BTreeSet::new(),
         sender: tx,
     };
@@ -656,5 +692,27 @@ impl ConnectionLoop<'_> {
             }
         }
         Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_ws_warning_is_for_remote_peers_without_tls_in_front() {
+        let none = HeaderMap::new();
+        let peer = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        assert!(!plain_from_remote(peer("127.0.0.1:5000"), &none));
+        assert!(!plain_from_remote(peer("[::1]:5000"), &none));
+        assert!(!plain_from_remote(peer("[::ffff:127.0.0.1]:5000"), &none));
+        assert!(plain_from_remote(peer("10.0.0.7:5000"), &none));
+        assert!(plain_from_remote(peer("[2001:db8::1]:5000"), &none));
+        let mut tls = HeaderMap::new();
+        tls.insert("x-forwarded-proto", "https".parse().expect("value"));
+        assert!(!plain_from_remote(peer("10.0.0.7:5000"), &tls));
+        let mut plain = HeaderMap::new();
+        plain.insert("x-forwarded-proto", "http".parse().expect("value"));
+        assert!(plain_from_remote(peer("10.0.0.7:5000"), &plain));
     }
 }

@@ -9,9 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use kici_engine::protocol::{GitAuthKind, JobConfig, JobDispatch, JobStatus, OrchestratorMessage};
+use kici_engine::protocol::{
+    GitAuthKind, JobConfig, JobDispatch, JobStatus, MatrixChild, OrchestratorMessage,
+};
 use kici_engine::state::{Event, State};
-use kici_store::{ClaimedJob, Job, JobUpdate, Run};
+use kici_store::{ClaimedJob, Job, JobUpdate, Requeue, Run};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -37,10 +39,19 @@ pub(crate) async fn run_dispatcher(state: AppState, cancel: CancellationToken) {
 pub(crate) async fn dispatch_pass(state: &AppState) {
     let _pass = state.agents().dispatch_lock.lock().await;
     for agent in state.agents().free_agents(crate::now_ms()) {
-        for _ in 0..agent.free_slots {
+        // Every claim consumes a pending row, so this ends; the bound is a safety net.
+        for _ in 0..MAX_CLAIMS_PER_AGENT {
+            let free = state.agents().free_slots(
+                &agent.profile.agent_id,
+                agent.connection_id,
+                crate::now_ms(),
+            );
+            if free == 0 {
+                break;
+            }
             match dispatch_one(state, &agent).await {
-                Ok(true) => continue,
-                Ok(false) => break,
+                Ok(Dispatched::Sent | Dispatched::Settled) => continue,
+                Ok(Dispatched::Nothing) => break,
                 Err(e) => {
                     tracing::warn!(agent = %agent.profile.agent_id, error = %e, "dispatch failed");
                     break;
@@ -50,31 +61,115 @@ pub(crate) async fn dispatch_pass(state: &AppState) {
     }
 }
 
-/// Claims and sends one job to `agent`. `Ok(false)`: nothing claimable for it.
-async fn dispatch_one(state: &AppState, agent: &FreeAgent) -> Result<bool, kici_store::Error> {
+/// Claims one agent may make in one pass (each one takes a pending row).
+const MAX_CLAIMS_PER_AGENT: usize = 10_000;
+
+/// What one claim attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dispatched {
+    /// A job was sent (to this agent, or to another one by `runsOnPick: any`).
+    Sent,
+    /// A row was claimed and settled without a dispatch (failed, already ended): go on.
+    Settled,
+    /// Nothing claimable for this agent.
+    Nothing,
+}
+
+/// A claimed row goes back to the queue; a row whose attempts ran out fails its job, and
+/// the run progresses (else its dependants would wait forever).
+async fn give_back(
+    state: &AppState,
+    claimed: &ClaimedJob,
+    reason: &str,
+) -> Result<(), kici_store::Error> {
+    state.agents().release(&claimed.job_id);
+    match state
+        .store()
+        .requeue_job(&claimed.job_id, reason, crate::now_ms())
+        .await?
+    {
+        Requeue::Exhausted { attempts } => {
+            tracing::warn!(job = %claimed.job_id, attempts, "re-dispatch attempts exhausted");
+            publish_job(state, &claimed.run_id, &claimed.job_id);
+            state.metrics().job_finished(State::Failed.as_str());
+            progress::job_finished(state, &claimed.run_id).await?;
+        }
+        Requeue::Requeued { .. } | Requeue::NotDispatched => {}
+    }
+    Ok(())
+}
+
+/// `runsOnPick: any` (§9.3): the agent the job goes to when it is not `claimer`.
+async fn pick_any(
+    state: &AppState,
+    claimed: &ClaimedJob,
+    claimer: &str,
+    now: i64,
+) -> Result<Option<(String, u64)>, kici_store::Error> {
+    if state.agents().free_agents(now).len() < 2 {
+        return Ok(None);
+    }
+    let Some(job) = state.store().get_job(&claimed.job_id).await? else {
+        return Ok(None);
+    };
+    if job.job_config.get("runsOnPick").and_then(Value::as_str) != Some("any") {
+        return Ok(None);
+    }
+    let Ok(labels) = progress::job_labels(&job.job_config).compile() else {
+        return Ok(None);
+    };
+    Ok(state
+        .agents()
+        .least_recently_dispatched(&labels, now)
+        .filter(|(agent_id, _)| agent_id != claimer))
+}
+
+/// Claims and sends one job; the claim is `claimer`'s (the pull path of §9.3), the
+/// dispatch goes to it or, for `runsOnPick: any`, to the least recently dispatched-to
+/// matching agent.
+async fn dispatch_one(
+    state: &AppState,
+    claimer: &FreeAgent,
+) -> Result<Dispatched, kici_store::Error> {
     let store = state.store();
     let now = crate::now_ms();
-    let Some(claimed) = store.claim_next(&agent.profile, now).await? else {
-        return Ok(false);
+    let Some(claimed) = store.claim_next(&claimer.profile, now).await? else {
+        return Ok(Dispatched::Nothing);
     };
-    let agent_id = &agent.profile.agent_id;
+    let mut agent_id = claimer.profile.agent_id.clone();
+    let mut connection_id = claimer.connection_id;
+    if let Some((other, other_connection)) = pick_any(state, &claimed, &agent_id, now).await?
+        && store
+            .reassign_dispatch(&claimed.job_id, &agent_id, &other)
+            .await?
+    {
+        agent_id = other;
+        connection_id = other_connection;
+    }
+    let agent_id = agent_id.as_str();
     if !state
         .agents()
-        .add_active(agent_id, agent.connection_id, &claimed.job_id)
+        .add_active(agent_id, connection_id, &claimed.job_id)
     {
-        store
-            .requeue_job(&claimed.job_id, "agent disconnected before dispatch", now)
-            .await?;
-        return Ok(false);
+        give_back(state, &claimed, "agent disconnected before dispatch").await?;
+        return Ok(if agent_id == claimer.profile.agent_id {
+            Dispatched::Nothing
+        } else {
+            Dispatched::Settled
+        });
     }
     let frame = match build_dispatch(state, &claimed, agent_id).await {
         Ok(frame) => frame,
         Err(BuildError::Store(e)) => {
-            state.agents().release(&claimed.job_id);
-            store
-                .requeue_job(&claimed.job_id, "dispatch frame could not be built", now)
-                .await?;
+            give_back(state, &claimed, "dispatch frame could not be built").await?;
             return Err(e);
+        }
+        Err(BuildError::Ended(status)) => {
+            // Settled while it waited (a fail-fast skip or a cancel raced the claim): the
+            // terminal write already closed the row; nothing to send.
+            state.agents().release(&claimed.job_id);
+            tracing::debug!(job = %claimed.job_id, %status, "claimed job already ended; not dispatched");
+            return Ok(Dispatched::Settled);
         }
         Err(BuildError::Invalid(message)) => {
             // Nothing the agent could run: fail the job rather than requeue it forever.
@@ -93,7 +188,7 @@ async fn dispatch_one(state: &AppState, agent: &FreeAgent) -> Result<bool, kici_
                 state.metrics().job_finished(State::Failed.as_str());
                 progress::job_finished(state, &claimed.run_id).await?;
             }
-            return Ok(true);
+            return Ok(Dispatched::Settled);
         }
     };
     let waited_ms = now.saturating_sub(queued_at(state, &claimed).await);
@@ -101,21 +196,24 @@ async fn dispatch_one(state: &AppState, agent: &FreeAgent) -> Result<bool, kici_
         .agents()
         .send(agent_id, OrchestratorMessage::JobDispatch(Box::new(frame)))
     {
-        state.agents().release(&claimed.job_id);
-        store
-            .requeue_job(
-                &claimed.job_id,
-                "agent connection could not take the dispatch",
-                now,
-            )
-            .await?;
-        return Ok(false);
+        give_back(
+            state,
+            &claimed,
+            "agent connection could not take the dispatch",
+        )
+        .await?;
+        return Ok(if agent_id == claimer.profile.agent_id {
+            Dispatched::Nothing
+        } else {
+            Dispatched::Settled
+        });
     }
+    state.agents().note_dispatch(agent_id, connection_id);
     state
         .metrics()
         .observe_dispatch_latency(u64::try_from(waited_ms).unwrap_or(0));
     tracing::info!(job = %claimed.job_id, job_name = %claimed.job_name, agent = %agent_id, attempt = claimed.dispatch_attempts + 1, "job dispatched");
-    Ok(true)
+    Ok(Dispatched::Sent)
 }
 
 /// When the row entered the queue (for the dispatch latency); `now` when unknown.
@@ -129,6 +227,8 @@ async fn queued_at(state: &AppState, claimed: &ClaimedJob) -> i64 {
 #[derive(Debug)]
 enum BuildError {
     Store(kici_store::Error),
+    /// The job is no longer `queued` (it ended after the claim).
+    Ended(State),
     /// The stored job cannot become a dispatch frame.
     Invalid(String),
 }
@@ -152,6 +252,9 @@ async fn build_dispatch(
         .get_job(&claimed.job_id)
         .await?
         .ok_or_else(|| BuildError::Invalid("job row is missing".to_string()))?;
+    if job.status != State::Queued {
+        return Err(BuildError::Ended(job.status));
+    }
     let run = store
         .get_run(&claimed.run_id)
         .await?
@@ -178,7 +281,19 @@ async fn build_dispatch(
         }
     }
     let attempt = u32::try_from(claimed.dispatch_attempts + 1).unwrap_or(u32::MAX);
-    let job_config = job_config(&job, &run, &upstream_names, attempt)?;
+    let mut job_config = job_config(&job, &run, &upstream_names, attempt)?;
+    let upstream_matrix: BTreeMap<String, MatrixChild> = upstream_names
+        .iter()
+        .filter_map(|name| {
+            let upstream = jobs.iter().find(|j| &j.job_name == name)?;
+            upstream.matrix_values.as_ref()?;
+            Some((
+                name.clone(),
+                MatrixChild::of(name, &upstream.base_job_name)?,
+            ))
+        })
+        .collect();
+    job_config.upstream_matrix = (!upstream_matrix.is_empty()).then_some(upstream_matrix);
 
     let capable = state.agents().has_capabilities(agent_id);
     let source = state.sources().get(&run.routing_key);

@@ -9,12 +9,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use kici_engine::labels::JobLabels;
 use kici_engine::protocol::{AgentRegister, CloseCode, JobCancel, OrchestratorMessage, limits};
 use kici_engine::state::{Event, State};
 use kici_store::{JobUpdate, Requeue};
 use tokio_util::sync::CancellationToken;
 
 use super::progress;
+use super::registry::Outgoing;
 use super::reports::{AgentCtx, append_marker, publish_job};
 use crate::api::AppState;
 
@@ -22,6 +24,12 @@ use crate::api::AppState;
 pub(crate) const RECOVERY_EXPIRED: &str =
     "agent disconnected and did not reconnect within the recovery window";
 const SCALER_LOST: &str = "scaler-managed agent disconnected mid-execution";
+/// The job error of a queue expiry (§9.4); a suffix may say that no agent matches.
+const QUEUE_EXPIRED: &str = "Queue timeout expired (job was never dispatched to an agent)";
+const REVOKED: &str = "agent token revoked";
+/// How long a revocation waits for room in a connection's outgoing queue.
+const CLOSE_QUEUE_WAIT: Duration = Duration::from_secs(2);
+const NEVER_STARTED: &str = "job never started: dispatch acknowledged but no running status from the agent within the threshold";
 const STALE: &str = "job heartbeat stale: no heartbeat from the agent within the threshold";
 
 fn ms(duration: Duration) -> i64 {
@@ -155,6 +163,35 @@ async fn requeue(
     }
     state.wake_dispatch();
     Ok(())
+}
+
+/// `DELETE /api/v1/admin/agent-tokens/{id}` (`orchestrator.md` §18.2): every agent
+/// connected with the token leaves the registry at once (no further dispatch), its
+/// connection is closed with 4010 (the agent does not reconnect), and its jobs take the
+/// normal disconnect path (recovery, or for a scaler-managed agent fail/requeue). Returns
+/// how many agents were closed.
+pub(crate) async fn token_revoked(state: &AppState, token_id: &str) -> usize {
+    let evicted = {
+        // Not in the middle of a dispatch pass: a job claimed for one of these agents is
+        // already in its `active` set, and none is claimed for them afterwards.
+        let _pass = state.agents().dispatch_lock.lock().await;
+        state.agents().evict_token(token_id)
+    };
+    state
+        .metrics()
+        .set_agents_connected(state.agents().connected());
+    for entry in &evicted {
+        tracing::warn!(agent = %entry.agent_id, token = %token_id, jobs = entry.active.len(), "agent token revoked; closing the agent's connection");
+        let close = Outgoing::Close(CloseCode::AgentAuthFailed, REVOKED.to_string());
+        // A full outgoing queue gets a moment to make room; past it the sender is dropped
+        // with the entry and the connection ends anyway.
+        let _ = tokio::time::timeout(CLOSE_QUEUE_WAIT, entry.sender.send(close)).await;
+        agent_disconnected(state, &entry.agent_id, entry.scaler_managed, &entry.active).await;
+    }
+    if !evicted.is_empty() {
+        state.wake_dispatch();
+    }
+    evicted.len()
 }
 
 /// A new connection replaced a live one of the same agent: the old connection's jobs the
@@ -326,7 +363,10 @@ pub(crate) async fn run_sweeper(state: AppState, cancel: CancellationToken) {
         let result = tokio::select! {
             () = cancel.cancelled() => return,
             _ = sweep.tick() => sweep_deadlines(&state).await,
-            _ = stale.tick() => sweep_stale(&state).await,
+            _ = stale.tick() => match sweep_stale(&state).await {
+                Ok(()) => sweep_progress(&state).await,
+                Err(e) => Err(e),
+            },
             _ = expiry.tick() => sweep_queue_expiry(&state).await,
         };
         // Log and continue: the next tick retries whatever failed.
@@ -352,7 +392,7 @@ pub(crate) async fn sweep_deadlines(state: &AppState) -> Result<(), kici_store::
             if let Some(agent) = holder
                 && let Some(entry) = state.agents().evict(&agent)
             {
-                let _ = entry.sender.try_send(super::registry::Outgoing::Close(
+                let _ = entry.sender.try_send(Outgoing::Close(
                     CloseCode::DispatchAckTimeout,
                     "dispatch ack timeout".to_string(),
                 ));
@@ -401,6 +441,18 @@ pub(crate) async fn sweep_deadlines(state: &AppState) -> Result<(), kici_store::
     Ok(())
 }
 
+/// The periodic counterpart of the DAG progression (and the invariant check of §12.1, at
+/// start and on every stale scan): every non-terminal run is progressed again, so a run
+/// whose progression was lost after a terminal job write (a store error, a crash between
+/// the two) still enqueues or skips its waiting jobs and reaches its terminal status,
+/// instead of staying `running` with every job ended.
+pub(crate) async fn sweep_progress(state: &AppState) -> Result<(), kici_store::Error> {
+    for run_id in state.store().active_run_ids().await? {
+        progress::job_finished(state, &run_id).await?;
+    }
+    Ok(())
+}
+
 /// §10 stale detector: running jobs without a heartbeat for `interval × multiplier` time
 /// out; their open steps are cancelled and the agent (if connected) is told to stop the
 /// job — only that job, never the whole agent (fix F24).
@@ -410,41 +462,104 @@ pub(crate) async fn sweep_stale(state: &AppState) -> Result<(), kici_store::Erro
         .saturating_mul(i64::from(config.stale_threshold_multiplier));
     let now = crate::now_ms();
     for job in state.store().stale_running_jobs(now - threshold).await? {
-        let update = JobUpdate {
-            error_message: Some(STALE.to_string()),
-            ..JobUpdate::default()
-        };
-        if !transition(state, &job.run_id, &job.job_id, Event::Stale, update).await? {
-            continue;
-        }
-        state.metrics().stale_job();
-        tracing::warn!(job = %job.job_id, agent = ?job.agent_id, "running job went stale");
-        state.store().cancel_open_steps(&job.job_id, now).await?;
-        if let Some(agent) = &job.agent_id {
-            state.agents().send(
-                agent,
-                OrchestratorMessage::JobCancel(JobCancel {
-                    message_id: kici_store::new_id(),
-                    run_id: job.run_id.clone(),
-                    job_id: job.job_id.clone(),
-                    reason: STALE.to_string(),
-                    force: Some(true),
-                }),
-            );
-        }
+        stale(state, &job, STALE, now).await?;
+    }
+    // Ours: an acknowledged dispatch that never started is as dead as a silent running job.
+    for job in state
+        .store()
+        .stale_acked_dispatches(now - threshold)
+        .await?
+    {
+        stale(state, &job, NEVER_STARTED, now).await?;
     }
     Ok(())
 }
 
-/// §9.4: pending rows past their expiry time out; their dependants progress.
-pub(crate) async fn sweep_queue_expiry(state: &AppState) -> Result<(), kici_store::Error> {
-    for job_id in state.store().expire_queue(crate::now_ms()).await? {
-        if let Some(job) = state.store().get_job(&job_id).await? {
-            tracing::warn!(job = %job_id, "queued job expired before an agent took it");
-            publish_job(state, &job.run_id, &job_id);
-            state.metrics().job_finished(job.status.as_str());
-            progress::job_finished(state, &job.run_id).await?;
-        }
+/// One stale job: STALE, open steps cancelled, the agent (if connected) told to stop it.
+async fn stale(
+    state: &AppState,
+    job: &kici_store::StaleJob,
+    reason: &str,
+    now: i64,
+) -> Result<(), kici_store::Error> {
+    let update = JobUpdate {
+        error_message: Some(reason.to_string()),
+        ..JobUpdate::default()
+    };
+    if !transition(state, &job.run_id, &job.job_id, Event::Stale, update).await? {
+        return Ok(());
+    }
+    state.metrics().stale_job();
+    tracing::warn!(job = %job.job_id, agent = ?job.agent_id, reason, "job went stale");
+    state.store().cancel_open_steps(&job.job_id, now).await?;
+    if let Some(agent) = &job.agent_id {
+        state.agents().send(
+            agent,
+            OrchestratorMessage::JobCancel(JobCancel {
+                message_id: kici_store::new_id(),
+                run_id: job.run_id.clone(),
+                job_id: job.job_id.clone(),
+                reason: reason.to_string(),
+                force: Some(true),
+            }),
+        );
     }
     Ok(())
+}
+
+/// §9.4: pending rows past their expiry time out with `Queue timeout expired (job was
+/// never dispatched to an agent)`, plus `; no connected agent matches [<labels>]` when no
+/// connected agent could have run the job; their dependants progress.
+pub(crate) async fn sweep_queue_expiry(state: &AppState) -> Result<(), kici_store::Error> {
+    let now = crate::now_ms();
+    for job_id in state.store().expired_queue_ids(now).await? {
+        let Some(entry) = state.store().get_queue_entry(&job_id).await? else {
+            continue;
+        };
+        let message = queue_expiry_message(state, &entry);
+        if !state
+            .store()
+            .expire_queue_entry(&job_id, &message, now)
+            .await?
+        {
+            continue;
+        }
+        tracing::warn!(job = %job_id, reason = %message, "queued job expired before an agent took it");
+        publish_job(state, &entry.run_id, &job_id);
+        state.metrics().job_finished(State::TimedOutStale.as_str());
+        progress::job_finished(state, &entry.run_id).await?;
+    }
+    Ok(())
+}
+
+/// The expiry message of a queue row (§9.4).
+fn queue_expiry_message(state: &AppState, entry: &kici_store::QueueEntry) -> String {
+    let job = JobLabels {
+        require: entry.require.clone(),
+        exclude: entry.exclude.clone(),
+        patterns: entry.patterns.clone(),
+    };
+    // A regex that does not compile matches no agent (as in the claim).
+    let matched = job
+        .compile()
+        .is_ok_and(|compiled| state.agents().any_matches(&compiled));
+    if matched {
+        return QUEUE_EXPIRED.to_string();
+    }
+    let labels: Vec<String> = entry
+        .require
+        .iter()
+        .cloned()
+        .chain(
+            entry
+                .patterns
+                .require
+                .iter()
+                .map(|p| format!("/{}/{}", p.source, p.flags)),
+        )
+        .collect();
+    format!(
+        "{QUEUE_EXPIRED}; no connected agent matches [{}]",
+        labels.join(", ")
+    )
 }

@@ -46,6 +46,12 @@ pub fn spawn_tasks(state: &AppState, tracker: &TaskTracker, cancel: &Cancellatio
     tracker.spawn(liveness::run_sweeper(state.clone(), cancel.clone()));
 }
 
+/// An agent token was revoked: closes its connected agents with 4010 and moves their jobs
+/// as on a disconnect. Returns how many agents were closed.
+pub async fn close_agents_of_token(state: &AppState, token_id: &str) -> usize {
+    liveness::token_revoked(state, token_id).await
+}
+
 /// Start-up recovery (`orchestrator.md` §10): every dispatch held by an agent that is not
 /// connected (at start: all of them) enters recovery with a fresh deadline, so its agent
 /// can reclaim it when it reconnects. Runs before the listener accepts agents.

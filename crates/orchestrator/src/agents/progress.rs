@@ -8,7 +8,7 @@
 //! ending at once on two connections) are harmless: every write is a compare-and-set, and a
 //! write the other pass already did is refused or a no-op.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use kici_engine::labels::JobLabels;
@@ -17,6 +17,7 @@ use kici_engine::state::{Event, RunEvent, RunStatus, State};
 use kici_store::{EnqueueSpec, Job, JobUpdate, RunUpdate};
 use serde_json::Value;
 
+use super::cancel;
 use super::reports::publish_job;
 use crate::api::AppState;
 use crate::events::Change;
@@ -68,7 +69,12 @@ pub(crate) async fn job_finished(state: &AppState, run_id: &str) -> Result<(), k
         let needs = store.list_needs(run_id).await?;
         let by_name: HashMap<&str, &Job> = jobs.iter().map(|j| (j.job_name.as_str(), j)).collect();
         let cancelling = matches!(run.status, RunStatus::Cancelling | RunStatus::Cancelled);
+        // §12.1 step 4: fail-fast first, so that no sibling is enqueued or released below.
+        if !cancelling && fail_fast(state, &jobs).await? {
+            continue;
+        }
         let mut changed = false;
+        let mut ready: HashSet<&str> = HashSet::new();
 
         for job in jobs.iter().filter(|j| j.status == State::Pending) {
             let edges: Vec<_> = needs
@@ -108,6 +114,10 @@ pub(crate) async fn job_finished(state: &AppState, run_id: &str) -> Result<(), k
                     ..JobUpdate::default()
                 };
                 changed |= write(state, job, Event::Skip, update).await?;
+            } else if all_done && bounded_child(job) {
+                // A bounded fan-out child whose needs are met goes through the waves below
+                // (`maxParallel` holds for children downstream of other jobs too).
+                ready.insert(job.job_id.as_str());
             } else if all_done {
                 let did = enqueue(state, job).await?;
                 enqueued |= did;
@@ -117,7 +127,7 @@ pub(crate) async fn job_finished(state: &AppState, run_id: &str) -> Result<(), k
 
         // §12.1 step 4: a finished child of a wave-gated fan-out releases the next sibling.
         if !cancelling {
-            let did = release_waves(state, &jobs).await?;
+            let did = release_waves(state, &jobs, &ready).await?;
             enqueued |= did;
             changed |= did;
         }
@@ -210,7 +220,7 @@ pub(crate) async fn enqueue(state: &AppState, job: &Job) -> Result<bool, kici_st
 }
 
 /// The job's `runsOn` / `excludeLabels` / `container` from its stored configuration.
-fn job_labels(config: &Value) -> JobLabels {
+pub(crate) fn job_labels(config: &Value) -> JobLabels {
     let matchers = |key: &str| -> Vec<LabelMatcher> {
         config
             .get(key)
@@ -221,9 +231,8 @@ fn job_labels(config: &Value) -> JobLabels {
     JobLabels::from_matchers(&matchers("runsOn"), &matchers("excludeLabels"), container)
 }
 
-/// Enqueues gated siblings while their fan-out has fewer than `maxParallel` active
-/// children.
-async fn release_waves(state: &AppState, jobs: &[Job]) -> Result<bool, kici_store::Error> {
+/// Matrix children of the run, grouped by their base job.
+fn matrix_groups(jobs: &[Job]) -> HashMap<&str, Vec<&Job>> {
     let mut groups: HashMap<&str, Vec<&Job>> = HashMap::new();
     for job in jobs
         .iter()
@@ -234,11 +243,64 @@ async fn release_waves(state: &AppState, jobs: &[Job]) -> Result<bool, kici_stor
             .or_default()
             .push(job);
     }
+    groups
+}
+
+/// `failFast` (default `false`, `sdk.md` §4): once a child of a fan-out with `failFast:
+/// true` failed (or timed out stale), its unfinished siblings are skipped (`fail_fast`)
+/// or cancelled ([`cancel::fail_fast_sibling`]). `true` when a job moved.
+async fn fail_fast(state: &AppState, jobs: &[Job]) -> Result<bool, kici_store::Error> {
+    let mut changed = false;
+    for siblings in matrix_groups(jobs).values() {
+        let enabled = siblings
+            .iter()
+            .any(|j| j.job_config.get("failFast").and_then(Value::as_bool) == Some(true));
+        if !enabled {
+            continue;
+        }
+        let Some(failed) = siblings
+            .iter()
+            .find(|j| matches!(j.status, State::Failed | State::TimedOutStale))
+        else {
+            continue;
+        };
+        let reason = format!("fail-fast: {} {}", failed.job_name, failed.status);
+        for job in siblings.iter().filter(|j| !j.status.is_terminal()) {
+            if cancel::fail_fast_sibling(state, job, &reason).await? {
+                tracing::info!(job = %job.job_id, job_name = %job.job_name, failed = %failed.job_name, "fail-fast");
+                changed = true;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Enqueues gated siblings while their fan-out has fewer than `maxParallel` active
+/// children.
+/// A matrix child under `maxParallel`.
+fn bounded_child(job: &Job) -> bool {
+    job.variant_kind.as_deref() == Some("matrix")
+        && job
+            .job_config
+            .get("maxParallel")
+            .and_then(Value::as_u64)
+            .is_some()
+}
+
+/// `ready`: pending children whose needs are met (they wait for a wave like gated ones).
+async fn release_waves(
+    state: &AppState,
+    jobs: &[Job],
+    ready: &HashSet<&str>,
+) -> Result<bool, kici_store::Error> {
+    let groups = matrix_groups(jobs);
     let mut changed = false;
     for siblings in groups.values() {
         let gated: Vec<&&Job> = siblings
             .iter()
-            .filter(|j| j.wave_gated && j.status == State::Pending)
+            .filter(|j| {
+                j.status == State::Pending && (j.wave_gated || ready.contains(j.job_id.as_str()))
+            })
             .collect();
         let Some(first) = gated.first() else {
             continue;

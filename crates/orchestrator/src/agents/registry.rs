@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use kici_engine::api::AgentInfo;
+use kici_engine::labels::{self, AgentLabels, CompiledJobLabels};
 use kici_engine::protocol::{CloseCode, OrchestratorMessage};
 use kici_store::AgentProfile;
 use tokio::sync::mpsc;
@@ -51,6 +52,9 @@ pub(crate) struct AgentEntry {
     /// After a `busy` reject the agent gets no dispatch until this time (Unix ms), so a
     /// disagreement about slots does not turn into a dispatch loop.
     pub paused_until: i64,
+    /// When this connection last got a dispatch, as a registry-wide sequence number (0:
+    /// never): `runsOnPick: any` picks the least recently dispatched-to agent (§9.3).
+    pub last_dispatch: u64,
     /// Jobs dispatched to this connection and not yet finished: the slot count and the
     /// ownership check of `protocol.md` §6.
     pub active: BTreeSet<String>,
@@ -62,7 +66,6 @@ pub(crate) struct AgentEntry {
 pub(crate) struct FreeAgent {
     pub profile: AgentProfile,
     pub connection_id: u64,
-    pub free_slots: u32,
 }
 
 /// The connection a registration replaced: its sender (to close it) and its jobs.
@@ -77,6 +80,8 @@ pub(crate) struct IdCollision;
 pub struct Registry {
     agents: Mutex<HashMap<String, AgentEntry>>,
     next_connection: AtomicU64,
+    /// The sequence behind [`AgentEntry::last_dispatch`].
+    dispatch_seq: AtomicU64,
     /// The server's task tracker and shutdown token, attached when the server starts.
     runtime: OnceLock<(TaskTracker, CancellationToken)>,
     /// A token that never fires, for states that were never attached to a server.
@@ -184,6 +189,82 @@ impl Registry {
         self.lock().remove(agent_id)
     }
 
+    /// Removes every agent that authenticated with `token_id` (its token was revoked,
+    /// `orchestrator.md` §18.2); the caller closes them (4010) and moves their jobs.
+    pub(crate) fn evict_token(&self, token_id: &str) -> Vec<AgentEntry> {
+        let mut agents = self.lock();
+        let ids: Vec<String> = agents
+            .values()
+            .filter(|a| a.token_id.as_deref() == Some(token_id))
+            .map(|a| a.agent_id.clone())
+            .collect();
+        let mut out: Vec<AgentEntry> = ids.iter().filter_map(|id| agents.remove(id)).collect();
+        out.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        out
+    }
+
+    /// Free slots of the connection right now (0 when it is gone, draining or paused).
+    pub(crate) fn free_slots(&self, agent_id: &str, connection_id: u64, now: i64) -> u32 {
+        let agents = self.lock();
+        match agents.get(agent_id) {
+            Some(a) if a.connection_id == connection_id && !a.draining && a.paused_until <= now => {
+                let used = u32::try_from(a.active.len()).unwrap_or(u32::MAX);
+                a.max_concurrency.saturating_sub(used)
+            }
+            _ => 0,
+        }
+    }
+
+    /// `runsOnPick: any` (§9.3, ours): among the agents with a free slot (not draining,
+    /// not paused) that `job` may run on, the least recently dispatched-to one; ties (never
+    /// dispatched to) go to the smallest agent id.
+    pub(crate) fn least_recently_dispatched(
+        &self,
+        job: &CompiledJobLabels,
+        now: i64,
+    ) -> Option<(String, u64)> {
+        let agents = self.lock();
+        agents
+            .values()
+            .filter(|a| !a.draining && a.paused_until <= now)
+            .filter(|a| u32::try_from(a.active.len()).unwrap_or(u32::MAX) < a.max_concurrency)
+            .filter(|a| {
+                labels::agent_matches(
+                    job,
+                    AgentLabels {
+                        labels: &a.labels,
+                        mandatory: &a.mandatory_labels,
+                    },
+                )
+            })
+            .min_by(|a, b| (a.last_dispatch, &a.agent_id).cmp(&(b.last_dispatch, &b.agent_id)))
+            .map(|a| (a.agent_id.clone(), a.connection_id))
+    }
+
+    /// Whether any connected agent (draining or not, busy or not) could run `job` (§9.4:
+    /// the queue-expiry message says so when none can).
+    pub(crate) fn any_matches(&self, job: &CompiledJobLabels) -> bool {
+        self.lock().values().any(|a| {
+            labels::agent_matches(
+                job,
+                AgentLabels {
+                    labels: &a.labels,
+                    mandatory: &a.mandatory_labels,
+                },
+            )
+        })
+    }
+
+    /// Records that the connection just got a dispatch (for `runsOnPick: any`).
+    pub(crate) fn note_dispatch(&self, agent_id: &str, connection_id: u64) {
+        let seq = self.dispatch_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(entry) = self.lock().get_mut(agent_id)
+            && entry.connection_id == connection_id
+        {
+            entry.last_dispatch = seq;
+        }
+    }
+
     /// Agents with a free slot that are neither draining nor paused, by agent id (the
     /// deterministic pick of §9.3: the smallest id first).
     pub(crate) fn free_agents(&self, now: i64) -> Vec<FreeAgent> {
@@ -201,7 +282,6 @@ impl Registry {
                         mandatory_labels: a.mandatory_labels.clone(),
                     },
                     connection_id: a.connection_id,
-                    free_slots: free,
                 })
             })
             .collect();

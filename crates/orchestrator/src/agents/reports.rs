@@ -273,7 +273,9 @@ async fn job_status(
         if reported.is_terminal()
             && let Some(outputs) = &data.outputs
         {
-            match stored_outputs(outputs) {
+            // Flat only for a one-step job, as `kici run local` stores it (sdk.md §12.1).
+            let step_count = store.list_steps(&job.job_id).await?.len();
+            match stored_outputs(outputs, step_count) {
                 Ok(value) => update.outputs = value,
                 Err(message) => {
                     update.error_message = Some(message);
@@ -325,13 +327,17 @@ async fn job_status(
     Ok(Applied::Frame)
 }
 
-/// §12.2: flat when exactly one step produced outputs, else keyed by step name; `Err`
-/// when the result exceeds 1 MiB.
-fn stored_outputs(outputs: &serde_json::Map<String, Value>) -> Result<Option<Value>, String> {
+/// §12.2: flat when the job has exactly one step and it produced outputs, else keyed by step
+/// name (sdk.md §12.1: a three-step job whose one step produced outputs stays step-keyed, as
+/// in `kici run local`); `Err` when the result exceeds 1 MiB.
+fn stored_outputs(
+    outputs: &serde_json::Map<String, Value>,
+    step_count: usize,
+) -> Result<Option<Value>, String> {
     if outputs.is_empty() {
         return Ok(None);
     }
-    let value = if outputs.len() == 1 {
+    let value = if outputs.len() == 1 && step_count <= 1 {
         outputs.values().next().cloned().unwrap_or(Value::Null)
     } else {
         Value::Object(outputs.clone())

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use kici_engine::state::{RunStatus, State};
 use kici_orchestrator::{AppState, Handle, Orchestrator, Sources};
-use kici_store::{AgentTokenKind, NewAgentToken, Store, StoreOptions};
+use kici_store::{AgentTokenKind, NewAdminToken, NewAgentToken, Store, StoreOptions};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -24,6 +24,14 @@ crate::harness::backend_tests!(in agents;
     reconnect_reclaims_a_running_job,
     agent_that_never_returns_fails_its_job,
     cancel_of_a_running_run_sends_job_cancel,
+    revoking_a_token_closes_its_agents_with_4010,
+    fail_fast_skips_and_cancels_matrix_siblings,
+    runs_on_pick_any_spreads_over_agents,
+    queue_expiry_says_when_no_agent_matches,
+    agent_pings_are_answered,
+    lost_progression_is_recovered_by_the_sweep,
+    acknowledged_dispatch_that_never_starts_goes_stale,
+    max_parallel_holds_downstream_of_needs,
 );
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -32,6 +40,7 @@ const WAIT: Duration = Duration::from_secs(15);
 struct Env {
     handle: Handle,
     token: String,
+    token_id: String,
     _repo: TestRepo,
     repo_head: String,
     repo_first: String,
@@ -42,7 +51,16 @@ impl Env {
         db: &TestDb,
         tune: impl FnOnce(&mut kici_orchestrator::Config, &mut StoreOptions),
     ) -> Env {
-        let repo = TestRepo::new();
+        Self::start_with_lock(db, crate::harness::LOCK, tune).await
+    }
+
+    /// [`Env::start`] on a repository whose lock is `lock`.
+    async fn start_with_lock(
+        db: &TestDb,
+        lock: &str,
+        tune: impl FnOnce(&mut kici_orchestrator::Config, &mut StoreOptions),
+    ) -> Env {
+        let repo = TestRepo::with_lock(lock);
         let mut config = config(&repo.base);
         config.agents.queue_drain_interval = Duration::from_millis(200);
         config.agents.sweep_interval = Duration::from_millis(100);
@@ -53,7 +71,7 @@ impl Env {
         tune(&mut config, &mut options);
         let store = Store::connect(&db.url, options).await.expect("store");
         store.migrate(1).await.expect("migrate");
-        let (_, token) = store
+        let (record, token) = store
             .create_agent_token(
                 &NewAgentToken {
                     label: Some("test".into()),
@@ -76,6 +94,7 @@ impl Env {
         Env {
             handle,
             token,
+            token_id: record.id,
             repo_head: repo.head.clone(),
             repo_first: repo.first.clone(),
             _repo: repo,
@@ -100,9 +119,15 @@ impl Env {
 
     /// Authenticates and registers `agent_id`; returns the client and `register.ack`.
     async fn agent(&self, agent_id: &str, extra: Value) -> (Client, Value) {
+        let token = self.token.clone();
+        self.agent_with(&token, agent_id, extra).await
+    }
+
+    /// [`Env::agent`] with another agent token.
+    async fn agent_with(&self, token: &str, agent_id: &str, extra: Value) -> (Client, Value) {
         let mut client = self.connect().await;
         client
-            .send(json!({"type": "auth.request", "token": self.token, "protocolVersion": 1}))
+            .send(json!({"type": "auth.request", "token": token, "protocolVersion": 1}))
             .await;
         assert_eq!(client.recv().await["type"], "auth.success");
         let mut register = json!({
@@ -120,15 +145,20 @@ impl Env {
 
     /// Posts the signed push of the test repository and waits for its run.
     async fn push(&self) -> String {
+        self.push_delivery("push-1", 1).await
+    }
+
+    /// Posts the push again under another delivery id; waits for the `nth` run.
+    async fn push_delivery(&self, delivery_id: &str, nth: usize) -> String {
         let body = push_body(&self.repo_first, &self.repo_head, "main");
-        let (status, _) = send(self.state(), delivery("push", "push-1", body, SECRET)).await;
+        let (status, _) = send(self.state(), delivery("push", delivery_id, body, SECRET)).await;
         assert_eq!(status.as_u16(), 202);
         let store = self.store().clone();
         eventually("a run", || {
             let store = store.clone();
             async move {
                 let runs = store.list_runs(None, None, 10).await.ok()?;
-                runs.first().map(|r| r.run_id.clone())
+                (runs.len() >= nth).then(|| runs[0].run_id.clone())
             }
         })
         .await
@@ -529,6 +559,8 @@ pub async fn failed_upstream_skips_dependants(db: &TestDb) {
     env.wait_run(&run_id, RunStatus::Failed).await;
     let build = env.job(&run_id, "build (20)").await;
     assert_eq!(build.error_message.as_deref(), Some("compile error"));
+    // `failFast` defaults to false (sdk.md §4): the sibling ran to its end.
+    assert_eq!(env.job(&run_id, "build (22)").await.status, State::Success);
     env.stop().await;
 }
 
@@ -677,5 +709,422 @@ pub async fn cancel_of_a_running_run_sends_job_cancel(db: &TestDb) {
     assert_eq!(run.cancelled_by.as_deref(), Some("tester"));
     let again = kici_orchestrator::agents::cancel_run(env.state(), &run_id, "tester").await;
     assert_eq!(again.expect_err("terminal").status().as_u16(), 409);
+    env.stop().await;
+}
+
+/// A lock whose `ci` workflow has one matrix `build` (four children, `failFast`,
+/// `maxParallel: 3`) and `after` needing it.
+const FAIL_FAST_LOCK: &str = r##"{
+  "schemaVersion": 29,
+  "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
+  "contentHash": "0000000000000000000000000000000000000000000000000000000000000000",
+  "workflows": [
+    {
+      "name": "ci",
+      "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
+      "contentHash": "1111111111111111111111111111111111111111111111111111111111111111",
+      "compileSchemaVersion": 5,
+      "triggers": [{"_type": "push", "branches": [{"type": "glob", "pattern": "main"}], "paths": []}],
+      "jobs": [
+        {"_type": "static", "name": "build",
+         "runsOn": [{"kind": "exact", "value": "kici:os:linux"}],
+         "needs": [], "maxParallel": 3, "failFast": true,
+         "matrix": {"_type": "static", "values": {"node": ["20", "22", "24", "26"]}},
+         "steps": [{"name": "compile", "hasOutputs": false}]},
+        {"_type": "static", "name": "after", "needs": ["build"],
+         "steps": [{"name": "report", "hasOutputs": false}]}
+      ]
+    }
+  ]
+}"##;
+
+/// A lock whose `ci` workflow has a matrix `spread` with `runsOnPick: any` and a matrix
+/// `det` with the default `deterministic` pick.
+const PICK_ANY_LOCK: &str = r##"{
+  "schemaVersion": 29,
+  "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
+  "contentHash": "0000000000000000000000000000000000000000000000000000000000000000",
+  "workflows": [
+    {
+      "name": "ci",
+      "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
+      "contentHash": "1111111111111111111111111111111111111111111111111111111111111111",
+      "compileSchemaVersion": 5,
+      "triggers": [{"_type": "push", "branches": [{"type": "glob", "pattern": "main"}], "paths": []}],
+      "jobs": [
+        {"_type": "static", "name": "spread",
+         "runsOn": [{"kind": "exact", "value": "kici:os:linux"}], "runsOnPick": "any",
+         "needs": [],
+         "matrix": {"_type": "static", "values": {"shard": ["1", "2", "3", "4"]}},
+         "steps": [{"name": "work", "hasOutputs": false}]},
+        {"_type": "static", "name": "det",
+         "runsOn": [{"kind": "exact", "value": "kici:os:linux"}], "runsOnPick": "deterministic",
+         "needs": [],
+         "matrix": {"_type": "static", "values": {"shard": ["1", "2"]}},
+         "steps": [{"name": "work", "hasOutputs": false}]}
+      ]
+    }
+  ]
+}"##;
+
+fn names(ds: &[Value]) -> Vec<String> {
+    let mut names: Vec<String> = ds
+        .iter()
+        .map(|d| {
+            d["jobConfig"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+pub async fn revoking_a_token_closes_its_agents_with_4010(db: &TestDb) {
+    let env = Env::start(db, |_, _| {}).await;
+    let (_, other_token) = env
+        .store()
+        .create_agent_token(
+            &NewAgentToken {
+                label: Some("other".into()),
+                labels: None,
+                mandatory_labels: Vec::new(),
+                privileged_root: false,
+                kind: AgentTokenKind::Static,
+                bound_agent_id: None,
+                max_uses: None,
+                expires_at: None,
+            },
+            1,
+        )
+        .await
+        .expect("token");
+    let (_, admin) = env
+        .store()
+        .create_admin_token(
+            &NewAdminToken {
+                label: "ops".into(),
+                role: "owner".into(),
+                expires_at: None,
+            },
+            1,
+        )
+        .await
+        .expect("admin token");
+    let (mut doomed, _) = env.agent("runner-01", json!({})).await;
+    let run_id = env.push().await;
+    let ds = dispatches(&mut doomed, 3).await;
+    let lint = &ds[2];
+    doomed.ack(lint, 1).await;
+    doomed.status(lint, "running", 2, json!({})).await;
+    env.wait_job(&run_id, "lint", State::Running).await;
+    let (mut kept, _) = env.agent_with(&other_token, "runner-02", json!({})).await;
+
+    let revoke = |id: &str| {
+        axum::http::Request::delete(format!("/api/v1/admin/agent-tokens/{id}"))
+            .header("authorization", format!("Bearer {admin}"))
+            .body(axum::body::Body::empty())
+            .expect("request")
+    };
+    let (status, body) = send(env.state(), revoke(&env.token_id)).await;
+    assert_eq!(status.as_u16(), 204, "{body}");
+    assert_eq!(doomed.closed().await, Some(4010));
+    let connected: Vec<String> = env
+        .state()
+        .agents()
+        .agents()
+        .into_iter()
+        .map(|a| a.agent_id)
+        .collect();
+    assert_eq!(
+        connected,
+        ["runner-02"],
+        "removed at once, the other token's agent stays"
+    );
+    // The running job takes the disconnect path: recovery, not an immediate failure.
+    let recovering = env.wait_job(&run_id, "lint", State::Recovering).await;
+    assert_eq!(recovering.agent_id.as_deref(), Some("runner-01"));
+    // The revoked token no longer authenticates; the other agent still talks.
+    let mut again = env.connect().await;
+    again
+        .send(json!({"type": "auth.request", "token": env.token, "protocolVersion": 1}))
+        .await;
+    assert_eq!(again.recv().await["type"], "auth.failure");
+    assert_eq!(again.closed().await, Some(4010));
+    kept.send(json!({"type": "heartbeat", "timestamp": 1}))
+        .await;
+    assert!(env.state().agents().is_connected("runner-02"));
+    let (status, _) = send(env.state(), revoke(&env.token_id)).await;
+    assert_eq!(status.as_u16(), 404, "already revoked");
+    env.stop().await;
+}
+
+pub async fn fail_fast_skips_and_cancels_matrix_siblings(db: &TestDb) {
+    let env = Env::start_with_lock(db, FAIL_FAST_LOCK, |_, _| {}).await;
+    let (mut agent, _) = env.agent("runner-01", json!({"maxConcurrency": 8})).await;
+    let run_id = env.push().await;
+    // maxParallel 3: the fourth child waits (wave-gated).
+    let ds = dispatches(&mut agent, 3).await;
+    assert_eq!(names(&ds), ["build (20)", "build (22)", "build (24)"]);
+    let (b20, b22, b24) = (&ds[0], &ds[1], &ds[2]);
+    agent.ack(b22, 1).await;
+    agent.status(b22, "running", 2, json!({})).await;
+    agent.ack(b24, 3).await;
+    env.wait_job(&run_id, "build (22)", State::Running).await;
+
+    let mut seq = 10;
+    agent
+        .run_job(b20, "failed", &mut seq, json!({"error": "boom"}))
+        .await;
+    // Running sibling: graceful job.cancel; dispatched, unstarted sibling: force.
+    let mut cancels = Vec::new();
+    while cancels.len() < 2 {
+        let frame = agent.recv_type("job.cancel").await;
+        cancels.push((
+            frame["jobId"].as_str().unwrap().to_string(),
+            frame["force"].clone(),
+        ));
+    }
+    cancels.sort_by_key(|(id, _)| id != b22["jobId"].as_str().unwrap());
+    assert_eq!(
+        cancels[0],
+        (b22["jobId"].as_str().unwrap().to_string(), Value::Null)
+    );
+    assert_eq!(
+        cancels[1],
+        (b24["jobId"].as_str().unwrap().to_string(), json!(true))
+    );
+    env.wait_job(&run_id, "build (22)", State::Cancelling).await;
+    for name in ["build (24)", "build (26)"] {
+        let job = env.wait_job(&run_id, name, State::Skipped).await;
+        assert_eq!(job.skip_reason.as_deref(), Some("fail_fast"), "{name}");
+    }
+    let after = env.wait_job(&run_id, "after", State::Skipped).await;
+    assert_eq!(
+        after.skip_reason.as_deref(),
+        Some("upstream build (20) (failed)")
+    );
+    agent.status(b22, "cancelled", 20, json!({})).await;
+    env.wait_run(&run_id, RunStatus::Failed).await;
+    assert_eq!(
+        env.job(&run_id, "build (22)").await.status,
+        State::Cancelled
+    );
+    // The skipped fourth child was never dispatched.
+    assert_eq!(env.job(&run_id, "build (26)").await.dispatch_attempts, 0);
+    assert!(env.job(&run_id, "build (26)").await.agent_id.is_none());
+    env.stop().await;
+}
+
+pub async fn runs_on_pick_any_spreads_over_agents(db: &TestDb) {
+    let env = Env::start_with_lock(db, PICK_ANY_LOCK, |_, _| {}).await;
+    let (mut a, _) = env.agent("agent-a", json!({"maxConcurrency": 4})).await;
+    let (mut b, _) = env.agent("agent-b", json!({"maxConcurrency": 4})).await;
+    env.push().await;
+    let to_a = dispatches(&mut a, 4).await;
+    let to_b = dispatches(&mut b, 2).await;
+    // `deterministic`: the smallest agent id; `any`: the least recently dispatched-to.
+    assert_eq!(
+        names(&to_a),
+        ["det (1)", "det (2)", "spread (1)", "spread (3)"]
+    );
+    assert_eq!(names(&to_b), ["spread (2)", "spread (4)"]);
+    // The reassigned dispatches are b's: its acks settle them.
+    for (n, d) in to_b.iter().enumerate() {
+        b.ack(d, n as u64 + 1).await;
+    }
+    let store = env.store().clone();
+    let job_id = to_b[0]["jobId"].as_str().unwrap().to_string();
+    eventually("ack settled", || {
+        let (store, job_id) = (store.clone(), job_id.clone());
+        async move {
+            let entry = store.get_queue_entry(&job_id).await.ok()??;
+            (entry.agent_id.as_deref() == Some("agent-b") && entry.ack_deadline.is_none())
+                .then_some(())
+        }
+    })
+    .await;
+    env.stop().await;
+}
+
+pub async fn queue_expiry_says_when_no_agent_matches(db: &TestDb) {
+    let env = Env::start(db, |config, _| {
+        config.queue_timeout = Some(Duration::from_millis(300));
+        config.agents.queue_expiry_interval = Duration::from_millis(100);
+    })
+    .await;
+    const EXPIRED: &str = "Queue timeout expired (job was never dispatched to an agent)";
+    // Only a macOS agent: the Linux builds can never be dispatched.
+    let (mut mac, _) = env
+        .agent("mac-01", json!({"labels": ["kici:os:darwin"]}))
+        .await;
+    let run_id = env.push().await;
+    let lint = mac.recv_type("job.dispatch").await;
+    assert_eq!(lint["jobConfig"]["name"], "lint");
+    mac.ack(&lint, 1).await;
+    let build = env
+        .wait_job(&run_id, "build (20)", State::TimedOutStale)
+        .await;
+    assert_eq!(
+        build.error_message.as_deref(),
+        Some(format!("{EXPIRED}; no connected agent matches [kici:os:linux]").as_str())
+    );
+    let row = env
+        .store()
+        .get_queue_entry(&build.job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status.as_str(), "expired");
+    env.wait_job(&run_id, "test", State::Skipped).await;
+
+    // A matching agent is connected but draining: the job expires without the suffix.
+    let (mut penguin, _) = env.agent("penguin-01", json!({})).await;
+    penguin
+        .send(
+            json!({"type": "agent.status", "messageId": "st", "agentId": "penguin-01",
+            "activeJobs": 0, "draining": true}),
+        )
+        .await;
+    eventually("draining", || async {
+        env.state()
+            .agents()
+            .agents()
+            .iter()
+            .any(|a| a.agent_id == "penguin-01" && a.draining)
+            .then_some(())
+    })
+    .await;
+    let second = env.push_delivery("push-2", 2).await;
+    assert_ne!(second, run_id);
+    let build = env
+        .wait_job(&second, "build (22)", State::TimedOutStale)
+        .await;
+    assert_eq!(build.error_message.as_deref(), Some(EXPIRED));
+    env.stop().await;
+}
+
+pub async fn agent_pings_are_answered(db: &TestDb) {
+    let env = Env::start(db, |_, _| {}).await;
+    let (mut agent, _) = env.agent("runner-01", json!({})).await;
+    // protocol.md §2/§10: the agent pings every 30 s and reconnects when nothing comes back.
+    agent
+        .ws
+        .send(Message::Ping(b"are-you-there".to_vec().into()))
+        .await
+        .expect("ping");
+    let pong = loop {
+        match tokio::time::timeout(WAIT, agent.ws.next()).await {
+            Ok(Some(Ok(Message::Pong(payload)))) => break payload,
+            Ok(Some(Ok(Message::Text(_)))) => continue,
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    };
+    assert_eq!(&pong[..], b"are-you-there");
+    assert!(env.state().agents().is_connected("runner-01"));
+    env.stop().await;
+}
+
+pub async fn lost_progression_is_recovered_by_the_sweep(db: &TestDb) {
+    let env = Env::start(db, |config, _| {
+        config.agents.stale_scan_interval = Duration::from_millis(100);
+    })
+    .await;
+    let (mut agent, _) = env.agent("runner-01", json!({})).await;
+    let run_id = env.push().await;
+    let ds = dispatches(&mut agent, 3).await;
+    let mut seq = 1;
+    // Acknowledged, so no ack-timeout sweep comes near it.
+    agent.ack(&ds[2], seq).await;
+    agent.run_job(&ds[0], "success", &mut seq, json!({})).await;
+    agent.run_job(&ds[1], "success", &mut seq, json!({})).await;
+    let test = agent.recv_type("job.dispatch").await;
+    agent.run_job(&test, "success", &mut seq, json!({})).await;
+    env.wait_job(&run_id, "test", State::Success).await;
+    // The last job ends in the store without the progression that normally follows (a
+    // crash or a store error between the two): the sweep still finishes the run.
+    let lint = env.job(&run_id, "lint").await;
+    env.store()
+        .transition_job(
+            &lint.job_id,
+            kici_engine::state::Event::Fail,
+            &kici_store::JobUpdate {
+                error_message: Some("lost".into()),
+                ..kici_store::JobUpdate::default()
+            },
+            1,
+        )
+        .await
+        .expect("fail lint");
+    env.wait_run(&run_id, RunStatus::Failed).await;
+    env.stop().await;
+}
+
+pub async fn acknowledged_dispatch_that_never_starts_goes_stale(db: &TestDb) {
+    let env = Env::start(db, |config, _| {
+        config.agents.job_heartbeat_interval = Duration::from_millis(150);
+        config.agents.stale_scan_interval = Duration::from_millis(100);
+    })
+    .await;
+    let (mut agent, _) = env.agent("runner-01", json!({})).await;
+    let run_id = env.push().await;
+    let ds = dispatches(&mut agent, 3).await;
+    let lint = &ds[2];
+    // Acknowledged, then silence: no `running` ever comes (a lost frame).
+    agent.ack(lint, 1).await;
+    let cancel = agent.recv_type("job.cancel").await;
+    assert_eq!(cancel["jobId"], lint["jobId"]);
+    assert_eq!(cancel["force"], true);
+    let job = env.wait_job(&run_id, "lint", State::TimedOutStale).await;
+    assert!(
+        job.error_message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("job never started")),
+        "{job:?}"
+    );
+    env.stop().await;
+}
+
+/// `prep`, then a matrix `build` (two children, `maxParallel: 1`) that needs it.
+const WAVE_LOCK: &str = r##"{
+  "schemaVersion": 29,
+  "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
+  "contentHash": "0000000000000000000000000000000000000000000000000000000000000000",
+  "workflows": [
+    {
+      "name": "ci",
+      "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
+      "contentHash": "1111111111111111111111111111111111111111111111111111111111111111",
+      "compileSchemaVersion": 5,
+      "triggers": [{"_type": "push", "branches": [{"type": "glob", "pattern": "main"}], "paths": []}],
+      "jobs": [
+        {"_type": "static", "name": "prep", "needs": [],
+         "steps": [{"name": "setup", "hasOutputs": false}]},
+        {"_type": "static", "name": "build", "needs": ["prep"], "maxParallel": 1,
+         "matrix": {"_type": "static", "values": {"node": ["20", "22"]}},
+         "steps": [{"name": "compile", "hasOutputs": false}]}
+      ]
+    }
+  ]
+}"##;
+
+pub async fn max_parallel_holds_downstream_of_needs(db: &TestDb) {
+    let env = Env::start_with_lock(db, WAVE_LOCK, |_, _| {}).await;
+    let (mut agent, _) = env.agent("runner-01", json!({"maxConcurrency": 8})).await;
+    let run_id = env.push().await;
+    let prep = agent.recv_type("job.dispatch").await;
+    assert_eq!(prep["jobConfig"]["name"], "prep");
+    let mut seq = 0;
+    agent.run_job(&prep, "success", &mut seq, json!({})).await;
+    let first = agent.recv_type("job.dispatch").await;
+    assert_eq!(first["jobConfig"]["name"], "build (20)");
+    env.wait_job(&run_id, "build (20)", State::Queued).await;
+    assert_eq!(env.job(&run_id, "build (22)").await.status, State::Pending);
+    agent.run_job(&first, "success", &mut seq, json!({})).await;
+    let second = agent.recv_type("job.dispatch").await;
+    assert_eq!(second["jobConfig"]["name"], "build (22)");
+    agent.run_job(&second, "success", &mut seq, json!({})).await;
+    env.wait_run(&run_id, RunStatus::Success).await;
     env.stop().await;
 }

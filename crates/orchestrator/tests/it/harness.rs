@@ -170,6 +170,11 @@ pub struct TestRepo {
 
 impl TestRepo {
     pub fn new() -> TestRepo {
+        Self::with_lock(LOCK)
+    }
+
+    /// [`TestRepo::new`] whose second commit holds `lock` instead of [`LOCK`].
+    pub fn with_lock(lock: &str) -> TestRepo {
         let dir = tempfile::tempdir().expect("temp dir");
         let base = dir.path().to_path_buf();
         let repo = base.join(REPO);
@@ -180,7 +185,7 @@ impl TestRepo {
         git(&repo, &["commit", "-q", "-m", "first"]);
         let first = git(&repo, &["rev-parse", "HEAD"]);
         std::fs::create_dir_all(repo.join(".kici")).expect("mkdir");
-        std::fs::write(repo.join(".kici/kici.lock.json"), LOCK).expect("write");
+        std::fs::write(repo.join(".kici/kici.lock.json"), lock).expect("write");
         std::fs::write(repo.join("src.txt"), "code\n").expect("write");
         git(&repo, &["add", "."]);
         git(&repo, &["commit", "-q", "-m", "lock"]);

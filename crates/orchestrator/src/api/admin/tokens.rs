@@ -155,8 +155,8 @@ pub async fn list_agent(
     Ok(Json(tokens.iter().map(agent_info).collect()))
 }
 
-/// Revocation; the agent side closes connections of the token (4010) when it next
-/// authenticates them or through its own revocation hook.
+/// Revocation: the token authenticates nothing from now on, and the agents connected with
+/// it are closed with 4010 (their jobs take the disconnect path, §18.2).
 pub async fn revoke_agent(
     State(state): State<AppState>,
     admin: Admin,
@@ -168,7 +168,8 @@ pub async fn revoke_agent(
         .revoke_agent_token(&id, crate::now_ms())
         .await?
     {
-        tracing::info!(token = %id, by = %admin.token_id, "agent token revoked");
+        let closed = crate::agents::close_agents_of_token(&state, &id).await;
+        tracing::info!(token = %id, by = %admin.token_id, closed, "agent token revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no active agent token {id}")))
