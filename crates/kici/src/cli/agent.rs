@@ -12,7 +12,7 @@ use kici_agent::{AgentConfig, Control, Exit};
 use kici_engine::protocol::Secret;
 use tokio::sync::mpsc;
 
-use super::orchestrator::{Resolver, check_unknown, gather_values, init_service_logging};
+use super::orchestrator::{Flag, Resolver, check_unknown, gather_values, init_service_logging};
 use super::{GlobalArgs, exit};
 
 #[derive(Debug, Args)]
@@ -24,6 +24,25 @@ pub struct AgentArgs {
     /// Validate the configuration, print it with secrets redacted, and exit.
     #[arg(long)]
     pub check_config: bool,
+    /// Orchestrator URL, e.g. ws://ci.example:4000/ws (overrides KICI_ORCHESTRATOR_URL).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Read the agent token from this file (instead of KICI_AGENT_TOKEN; never pass a token
+    /// as an argument, other users can read it).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Labels, comma-separated (overrides KICI_LABELS).
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// Jobs run at once (overrides KICI_MAX_CONCURRENT_JOBS).
+    #[arg(long, value_name = "N")]
+    pub max_jobs: Option<String>,
+    /// Parent of the per-job directories (overrides KICI_WORK_DIR).
+    #[arg(long, value_name = "PATH")]
+    pub work_dir: Option<String>,
+    /// Agent id (overrides KICI_AGENT_ID).
+    #[arg(long)]
+    pub id: Option<String>,
 }
 
 /// The resolved agent settings.
@@ -32,13 +51,36 @@ pub struct AgentSettings {
     pub config: AgentConfig,
     pub log_level: String,
     pub json_logs: bool,
-    pub effective: Vec<(&'static str, String)>,
+    /// (variable, printable value, where it came from).
+    pub effective: Vec<(&'static str, String, String)>,
     pub warnings: Vec<String>,
 }
 
 pub fn run(_global: &GlobalArgs, args: &AgentArgs) -> u8 {
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let settings = match load(&env, args.config.as_deref()) {
+    let token = match &args.token_file {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text.trim().to_string()),
+            Err(e) => {
+                eprintln!("error: cannot read the token file {}: {e}", path.display());
+                return exit::FAILURE;
+            }
+        },
+    };
+    let flags = [
+        ("KICI_ORCHESTRATOR_URL", "--url", args.url.clone()),
+        ("KICI_AGENT_TOKEN", "--token-file", token),
+        ("KICI_LABELS", "--labels", args.labels.clone()),
+        (
+            "KICI_MAX_CONCURRENT_JOBS",
+            "--max-jobs",
+            args.max_jobs.clone(),
+        ),
+        ("KICI_WORK_DIR", "--work-dir", args.work_dir.clone()),
+        ("KICI_AGENT_ID", "--id", args.id.clone()),
+    ];
+    let settings = match load(&env, args.config.as_deref(), &flags) {
         Ok(settings) => settings,
         Err(errors) => {
             eprintln!(
@@ -49,7 +91,7 @@ pub fn run(_global: &GlobalArgs, args: &AgentArgs) -> u8 {
             for e in errors {
                 eprintln!("  - {e}");
             }
-            return exit::USAGE;
+            return exit::FAILURE;
         }
     };
     for warning in &settings.warnings {
@@ -62,8 +104,8 @@ pub fn run(_global: &GlobalArgs, args: &AgentArgs) -> u8 {
             .map(|r| r.0.len())
             .max()
             .unwrap_or(0);
-        for (name, value) in &settings.effective {
-            println!("{name:<width$} = {value}");
+        for (name, value, origin) in &settings.effective {
+            println!("{name:<width$} = {value}  ({origin})");
         }
         println!(
             "{:<width$} = {}",
@@ -138,10 +180,11 @@ async fn forward_signals(control: mpsc::Sender<Control>) {
 pub fn load(
     env: &BTreeMap<String, String>,
     config_flag: Option<&Path>,
+    flags: &[Flag],
 ) -> Result<AgentSettings, Vec<String>> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    let values = gather_values(env, config_flag, &mut errors);
+    let values = gather_values(env, config_flag, flags, &mut errors);
     let mut r = Resolver {
         values: &values,
         errors: &mut errors,
@@ -268,10 +311,10 @@ pub fn load(
     let log_format = r.parse("KICI_LOG_FORMAT", "auto", "auto, json or plain", |v| {
         matches!(v, "auto" | "json" | "plain").then(|| v.to_string())
     });
-    let effective: Vec<(&'static str, String)> = r
+    let effective: Vec<(&'static str, String, String)> = r
         .effective
         .iter()
-        .map(|(n, v, _)| (*n, v.clone()))
+        .map(|(n, v, o)| (*n, v.clone(), o.label()))
         .collect();
     if !errors.is_empty() {
         return Err(errors);
@@ -455,6 +498,7 @@ mod tests {
                 ("KICI_AGENT_ID", "x"),
             ]),
             None,
+            &[],
         )
         .unwrap_err();
         let text = errors.join("\n");
@@ -474,6 +518,7 @@ mod tests {
                 ("KICI_MAX_CONCURRENT_JOBS", "3"),
             ]),
             None,
+            &[],
         )
         .unwrap();
         assert_eq!(settings.config.orchestrator_url, "ws://127.0.0.1:4000/ws");
@@ -484,7 +529,7 @@ mod tests {
             settings
                 .effective
                 .iter()
-                .all(|(_, v)| !v.contains("kat_secret"))
+                .all(|(_, v, _)| !v.contains("kat_secret"))
         );
         assert!(!format!("{:?}", settings.config).contains("kat_secret"));
     }
@@ -498,6 +543,7 @@ mod tests {
                 ("KICI_LABLES", "x"),
             ]),
             None,
+            &[],
         )
         .unwrap_err();
         assert!(errors.join("\n").contains("KICI_LABELS"), "{errors:?}");

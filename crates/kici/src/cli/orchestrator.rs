@@ -33,6 +33,15 @@ pub struct OrchestratorArgs {
     /// Apply the database migrations and exit.
     #[arg(long, conflicts_with = "check_config")]
     pub migrate_only: bool,
+    /// Address to listen on (overrides KICI_BIND).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<String>,
+    /// Port to listen on (overrides KICI_PORT).
+    #[arg(long)]
+    pub port: Option<String>,
+    /// Data directory (overrides KICI_DATA_DIR).
+    #[arg(long, value_name = "PATH")]
+    pub data_dir: Option<String>,
 }
 
 /// How long a graceful shutdown may take before the process gives up on it.
@@ -42,7 +51,12 @@ pub fn run(global: &GlobalArgs, args: &OrchestratorArgs) -> u8 {
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    let settings = match Settings::load(&env, args.config.as_deref()) {
+    let flags = [
+        ("KICI_BIND", "--bind", args.bind.clone()),
+        ("KICI_PORT", "--port", args.port.clone()),
+        ("KICI_DATA_DIR", "--data-dir", args.data_dir.clone()),
+    ];
+    let settings = match Settings::load_with_flags(&env, args.config.as_deref(), &flags) {
         Ok(settings) => settings,
         Err(errors) => {
             for error in &errors {
@@ -386,6 +400,7 @@ pub(super) enum Origin {
     Default,
     Env,
     File(PathBuf),
+    Flag(&'static str),
 }
 
 impl Origin {
@@ -393,6 +408,7 @@ impl Origin {
         match self {
             Origin::Default => format!("the default of {name}"),
             Origin::Env => format!("environment variable {name}"),
+            Origin::Flag(flag) => format!("{flag}"),
             Origin::File(path) => format!(
                 "{} in {}",
                 name.trim_start_matches("KICI_").to_ascii_lowercase(),
@@ -401,10 +417,11 @@ impl Origin {
         }
     }
 
-    fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         match self {
             Origin::Default => "default".into(),
             Origin::Env => "env".into(),
+            Origin::Flag(flag) => format!("flag {flag}"),
             Origin::File(path) => format!("file {}", path.display()),
         }
     }
@@ -431,13 +448,23 @@ impl Settings {
     }
 
     /// Resolves `env` > the YAML file (`--config`, else `KICI_CONFIG`) > defaults.
+    #[cfg(test)]
     fn load(
         env: &BTreeMap<String, String>,
         config_flag: Option<&Path>,
     ) -> Result<Self, Vec<String>> {
+        Settings::load_with_flags(env, config_flag, &[])
+    }
+
+    /// Resolves flags > `env` > the YAML file > defaults.
+    fn load_with_flags(
+        env: &BTreeMap<String, String>,
+        config_flag: Option<&Path>,
+        flags: &[Flag],
+    ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let values = gather_values(env, config_flag, &mut errors);
+        let values = gather_values(env, config_flag, flags, &mut errors);
         let mut r = Resolver {
             values: &values,
             errors: &mut errors,
@@ -805,11 +832,15 @@ impl Settings {
     }
 }
 
-/// `KICI_*` values from the environment over those of the YAML file (`--config`, else
+/// A command-line flag standing for a variable: (variable, flag, value when given).
+pub(super) type Flag = (&'static str, &'static str, Option<String>);
+
+/// `KICI_*` values from flags over the environment over the YAML file (`--config`, else
 /// `KICI_CONFIG`), with where each came from. Shared by every service command.
 pub(super) fn gather_values(
     env: &BTreeMap<String, String>,
     config_flag: Option<&Path>,
+    flags: &[Flag],
     errors: &mut Vec<String>,
 ) -> BTreeMap<String, (String, Origin)> {
     let mut values: BTreeMap<String, (String, Origin)> = BTreeMap::new();
@@ -835,6 +866,11 @@ pub(super) fn gather_values(
     for (name, value) in env {
         if name.starts_with("KICI_") {
             values.insert(name.clone(), (value.clone(), Origin::Env));
+        }
+    }
+    for (name, flag, value) in flags {
+        if let Some(value) = value {
+            values.insert((*name).to_string(), (value.clone(), Origin::Flag(flag)));
         }
     }
     values

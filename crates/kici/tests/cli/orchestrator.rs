@@ -117,6 +117,32 @@ fn check_config_prints_the_effective_configuration_redacted() {
 }
 
 #[test]
+fn flags_override_the_environment_and_the_file() {
+    let dir = Repo::plain();
+    dir.write("kici.yaml", "port: 5123\n");
+    let out = orchestrator(
+        &dir,
+        &[
+            "--check-config",
+            "--config",
+            "kici.yaml",
+            "--port",
+            "5999",
+            "--bind",
+            "127.0.0.2",
+        ],
+    )
+    .env("KICI_PORT", "5555")
+    .run();
+    out.expect(0)
+        .stdout_has("127.0.0.2:5999")
+        .stdout_has("flag --port");
+    let bad = orchestrator(&dir, &["--check-config", "--port", "seventy"]).run();
+    bad.expect(1)
+        .stderr_has("--port has the invalid value \"seventy\"");
+}
+
+#[test]
 fn migrate_only_creates_the_database_and_exits() {
     let dir = Repo::plain();
     orchestrator(&dir, &["--migrate-only"]).run().expect(0);

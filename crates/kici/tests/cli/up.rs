@@ -322,7 +322,7 @@ fn agent_refuses_a_missing_url_and_unknown_variables() {
         .env_remove("KICI_ORCHESTRATOR_URL")
         .env("KICI_LABLES", "x")
         .run();
-    out.expect(2)
+    out.expect(1)
         .stderr_has("KICI_ORCHESTRATOR_URL is required")
         .stderr_has("did you mean KICI_LABELS");
     let ok = repo
@@ -333,4 +333,33 @@ fn agent_refuses_a_missing_url_and_unknown_variables() {
         .run();
     ok.expect(0).stdout_has("ws://127.0.0.1:4000/ws");
     assert!(!ok.stdout.contains("kat_very_secret"), "{}", ok.stdout);
+
+    // Flags win over the environment; the token comes from a file, never from argv.
+    repo.write("agent-token", "kat_from_file\n");
+    let flagged = repo
+        .cmd(&[
+            "agent",
+            "--check-config",
+            "--url",
+            "ws://10.0.0.9:4000/ws",
+            "--token-file",
+            "agent-token",
+            "--labels",
+            "gpu,linux",
+            "--id",
+            "flagged",
+        ])
+        .env("KICI_ORCHESTRATOR_URL", "http://127.0.0.1:4000")
+        .run();
+    flagged
+        .expect(0)
+        .stdout_has("ws://10.0.0.9:4000/ws")
+        .stdout_has("flag --token-file")
+        .stdout_has("gpu,linux");
+    assert!(
+        !flagged.stdout.contains("kat_from_file"),
+        "{}",
+        flagged.stdout
+    );
+    repo.cmd(&["agent", "--token", "x"]).run().expect(2);
 }
