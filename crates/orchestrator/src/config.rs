@@ -90,6 +90,9 @@ pub struct AgentsConfig {
     pub sweep_interval: Duration,
     /// Queue-expiry sweep (60 s).
     pub queue_expiry_interval: Duration,
+    /// A forced cancel the agent does not answer within this ends the job `cancelled`
+    /// anyway (§13 step 3, 60 s).
+    pub forced_cancel_timeout: Duration,
 }
 
 impl Default for AgentsConfig {
@@ -108,6 +111,7 @@ impl Default for AgentsConfig {
             queue_drain_interval: Duration::from_secs(5),
             sweep_interval: Duration::from_secs(10),
             queue_expiry_interval: Duration::from_secs(60),
+            forced_cancel_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -179,6 +179,14 @@ async fn cancel_one(
                     return Ok(false);
                 }
                 send_cancel(state, agent, job, reason, force);
+                if force {
+                    let timeout = state.inner.config.agents.forced_cancel_timeout;
+                    let deadline = crate::now_ms()
+                        .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
+                    state
+                        .agents()
+                        .note_forced_cancel(&job.job_id, &job.run_id, deadline);
+                }
                 if job.status == State::Cancelling {
                     // A forced escalation: the agent reports the outcome.
                     return Ok(false);
@@ -192,6 +200,30 @@ async fn cancel_one(
         _ => return Ok(false),
     };
     write(state, job, event, &update).await
+}
+
+/// §13 step 3: a job whose agent did not answer a forced cancel in time ends `cancelled`
+/// (frames the agent sends later are refused by the state machine).
+pub(crate) async fn end_overdue_forced_cancels(state: &AppState) -> Result<(), kici_store::Error> {
+    for (job_id, run_id) in state.agents().take_overdue_forced_cancels(crate::now_ms()) {
+        let Some(job) = state.store().get_job(&job_id).await? else {
+            continue;
+        };
+        if job.status != State::Cancelling {
+            continue;
+        }
+        let update = JobUpdate {
+            error_message: Some(
+                "cancelled: the agent did not confirm a forced cancel in time".to_string(),
+            ),
+            ..JobUpdate::default()
+        };
+        if write(state, &job, Event::CancelForce, &update).await? {
+            tracing::warn!(job = %job_id, "forced cancel unanswered; job cancelled");
+            crate::agents::progress::job_finished(state, &run_id).await?;
+        }
+    }
+    Ok(())
 }
 
 /// One cancel-side job write: on a terminal state the slot is freed, open steps end

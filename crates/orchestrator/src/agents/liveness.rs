@@ -379,6 +379,7 @@ pub(crate) async fn run_sweeper(state: AppState, cancel: CancellationToken) {
 /// Expired ack deadlines: requeue, and drop the agent that lost the dispatch (4031).
 /// Expired recovery windows: fail the job.
 pub(crate) async fn sweep_deadlines(state: &AppState) -> Result<(), kici_store::Error> {
+    super::cancel::end_overdue_forced_cancels(state).await?;
     let now = crate::now_ms();
     let mut evicted = Vec::new();
     let expired = {

@@ -89,6 +89,9 @@ pub struct Registry {
     /// Held by a dispatch pass, and by the ack sweep while it requeues and evicts, so a
     /// requeued job is never handed back to the agent that is being dropped for losing it.
     pub(crate) dispatch_lock: tokio::sync::Mutex<()>,
+    /// Jobs sent a forced `job.cancel`: job id → (run id, Unix ms after which the job is
+    /// cancelled without the agent's report, §13 step 3).
+    forced_cancels: Mutex<HashMap<String, (String, i64)>>,
 }
 
 impl Registry {
@@ -126,6 +129,32 @@ impl Registry {
     /// Whether an agent with this id is connected.
     pub fn is_connected(&self, agent_id: &str) -> bool {
         self.lock().contains_key(agent_id)
+    }
+
+    /// Remembers that `job_id` was sent a forced cancel; it ends at `deadline` at the latest.
+    pub(crate) fn note_forced_cancel(&self, job_id: &str, run_id: &str, deadline: i64) {
+        self.forced_cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(job_id.to_string())
+            .or_insert_with(|| (run_id.to_string(), deadline));
+    }
+
+    /// Forced cancels past their deadline at `now`, removed from the list: (job id, run id).
+    pub(crate) fn take_overdue_forced_cancels(&self, now: i64) -> Vec<(String, String)> {
+        let mut forced = self
+            .forced_cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let overdue: Vec<String> = forced
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(job, _)| job.clone())
+            .collect();
+        overdue
+            .into_iter()
+            .filter_map(|job| forced.remove(&job).map(|(run, _)| (job, run)))
+            .collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, AgentEntry>> {

@@ -24,6 +24,7 @@ crate::harness::backend_tests!(in agents;
     reconnect_reclaims_a_running_job,
     agent_that_never_returns_fails_its_job,
     cancel_of_a_running_run_sends_job_cancel,
+    unanswered_forced_cancel_ends_the_job_cancelled,
     revoking_a_token_closes_its_agents_with_4010,
     fail_fast_skips_and_cancels_matrix_siblings,
     runs_on_pick_any_spreads_over_agents,
@@ -709,6 +710,52 @@ pub async fn cancel_of_a_running_run_sends_job_cancel(db: &TestDb) {
     assert_eq!(run.cancelled_by.as_deref(), Some("tester"));
     let again = kici_orchestrator::agents::cancel_run(env.state(), &run_id, "tester").await;
     assert_eq!(again.expect_err("terminal").status().as_u16(), 409);
+    env.stop().await;
+}
+
+pub async fn unanswered_forced_cancel_ends_the_job_cancelled(db: &TestDb) {
+    let env = Env::start(db, |config, _| {
+        config.agents.forced_cancel_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let (mut agent, _) = env.agent("runner-01", json!({})).await;
+    let run_id = env.push().await;
+    let ds = dispatches(&mut agent, 3).await;
+    let lint = &ds[2];
+    agent.ack(lint, 1).await;
+    agent.status(lint, "running", 2, json!({})).await;
+    env.wait_job(&run_id, "lint", State::Running).await;
+
+    let options = kici_orchestrator::agents::CancelOptions {
+        force: true,
+        reason: None,
+    };
+    kici_orchestrator::agents::cancel_run_with(env.state(), &run_id, "tester", &options)
+        .await
+        .expect("cancel");
+    loop {
+        let frame = agent.recv_type("job.cancel").await;
+        if frame["jobId"] == lint["jobId"] {
+            assert_eq!(frame["force"], true);
+            break;
+        }
+    }
+    assert_eq!(env.job(&run_id, "lint").await.status, State::Cancelling);
+    // The agent never answers: the job ends cancelled after the timeout, and so does the run.
+    env.wait_job(&run_id, "lint", State::Cancelled).await;
+    env.wait_run(&run_id, RunStatus::Cancelled).await;
+    let job = env.job(&run_id, "lint").await;
+    assert!(
+        job.error_message
+            .as_deref()
+            .is_some_and(|e| e.contains("forced cancel")),
+        "{:?}",
+        job.error_message
+    );
+    // A late report changes nothing.
+    agent.status(lint, "success", 3, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(env.job(&run_id, "lint").await.status, State::Cancelled);
     env.stop().await;
 }
 
