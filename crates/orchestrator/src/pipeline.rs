@@ -333,11 +333,18 @@ async fn plan_event(
         }
     };
 
+    // Changed files cost a `git diff` (or an API call): only when a `paths` filter reads them.
+    let paths_matter = lock
+        .workflows
+        .iter()
+        .flat_map(|w| &w.triggers)
+        .any(|t| t.reads_changed_files());
     if let ChangedFilesPlan::Compare {
         base: Some(base),
         head,
     } = &normalised.changed_files
         && event.changed_files.is_none()
+        && paths_matter
     {
         event.changed_files = Some(lock_source.changed_files(repo, base, head).await?);
     }

@@ -38,6 +38,8 @@ pub struct ClaimedJob {
     pub dispatched_at: i64,
     pub ack_deadline: i64,
     pub dispatch_attempts: i64,
+    /// When the row entered the queue (the dispatch latency starts there).
+    pub queued_at: i64,
 }
 
 /// A queue row with its labels.
@@ -87,6 +89,7 @@ pub(crate) fn claimed_from_row(row: &impl RowExt) -> Result<ClaimedJob> {
         dispatched_at: row.opt_int("dispatched_at")?.unwrap_or_default(),
         ack_deadline: row.opt_int("ack_deadline")?.unwrap_or_default(),
         dispatch_attempts: row.int("dispatch_attempts")?,
+        queued_at: row.int("created_at")?,
     })
 }
 

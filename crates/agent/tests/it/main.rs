@@ -416,7 +416,7 @@ fn scan_cmdlines(
                         continue;
                     };
                     let text = String::from_utf8_lossy(&raw).replace('\0', " ");
-                    if text.contains("fetch") && text.contains("git") {
+                    if (text.contains("fetch") || text.contains("clone")) && text.contains("git") {
                         git_seen += 1;
                     }
                     if needles.iter().any(|n| text.contains(n.as_str())) {
@@ -431,12 +431,26 @@ fn scan_cmdlines(
 
 #[tokio::test]
 async fn the_clone_token_never_reaches_argv_git_config_or_logs() {
+    clone_token_never_leaks(false).await;
+}
+
+/// The same through the `git init` + `git fetch` path that remote URLs take (a `file://`
+/// URL is fetched like a remote one).
+#[tokio::test]
+async fn the_clone_token_never_leaks_through_a_fetch_either() {
+    clone_token_never_leaks(true).await;
+}
+
+async fn clone_token_never_leaks(file_url: bool) {
     use base64::Engine as _;
     let repo = Repo::new(SHOW_CONFIG);
     let secret = "ghs_CloneTokenThatMustNotLeak42";
     let basic =
         base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{secret}"));
     let mut dispatch = repo.dispatch("job-token");
+    if file_url {
+        dispatch.repo_url = format!("file://{}", repo.url());
+    }
     dispatch.source_auth = Some(
         serde_json::from_value(serde_json::json!({"kind": "basic", "secret": secret}))
             .expect("git auth"),

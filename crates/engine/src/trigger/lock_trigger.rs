@@ -387,6 +387,21 @@ pub(crate) enum Interpreted<'a> {
 }
 
 impl LockTrigger {
+    /// Whether matching this trigger reads the event's changed files (a `paths` filter):
+    /// the orchestrator computes them only then (`orchestrator.md` §5 step 8). Unknown
+    /// shapes with a `paths` list count, to stay on the safe side.
+    pub fn reads_changed_files(&self) -> bool {
+        match self {
+            LockTrigger::Push(t) => !t.paths.is_empty(),
+            LockTrigger::Pr(t) => !t.paths.is_empty(),
+            LockTrigger::Unknown(raw) => raw
+                .get("paths")
+                .and_then(Value::as_array)
+                .is_some_and(|p| !p.is_empty()),
+            _ => false,
+        }
+    }
+
     /// Parses a trigger from lock JSON. Never fails: anything that is not an exact typed
     /// trigger becomes [`LockTrigger::Unknown`].
     pub fn from_value(raw: Value) -> Self {

@@ -191,7 +191,7 @@ async fn dispatch_one(
             return Ok(Dispatched::Settled);
         }
     };
-    let waited_ms = now.saturating_sub(queued_at(state, &claimed).await);
+    let waited_ms = now.saturating_sub(claimed.queued_at);
     if !state
         .agents()
         .send(agent_id, OrchestratorMessage::JobDispatch(Box::new(frame)))
@@ -214,14 +214,6 @@ async fn dispatch_one(
         .observe_dispatch_latency(u64::try_from(waited_ms).unwrap_or(0));
     tracing::info!(job = %claimed.job_id, job_name = %claimed.job_name, agent = %agent_id, attempt = claimed.dispatch_attempts + 1, "job dispatched");
     Ok(Dispatched::Sent)
-}
-
-/// When the row entered the queue (for the dispatch latency); `now` when unknown.
-async fn queued_at(state: &AppState, claimed: &ClaimedJob) -> i64 {
-    match state.store().get_queue_entry(&claimed.job_id).await {
-        Ok(Some(entry)) => entry.created_at,
-        _ => claimed.dispatched_at,
-    }
 }
 
 #[derive(Debug)]
@@ -266,7 +258,12 @@ async fn build_dispatch(
         .filter(|n| n.job_name == job.job_name)
         .map(|n| n.upstream_name)
         .collect();
-    let jobs = store.list_jobs(&run.run_id).await?;
+    // Most jobs have no upstreams: then the run's other jobs need not be read.
+    let jobs = if upstream_names.is_empty() {
+        Vec::new()
+    } else {
+        store.list_jobs(&run.run_id).await?
+    };
     let mut upstream_outputs = Map::new();
     let mut upstream_statuses = BTreeMap::new();
     for name in &upstream_names {

@@ -11,6 +11,7 @@ mod suite;
 harness::backend_tests!(
     probes_answer_and_metrics_count,
     signed_push_creates_runs_with_matrix_and_needs,
+    changed_files_are_computed_only_for_paths_filters,
     refused_deliveries_store_nothing,
     redelivery_answers_duplicate_and_starts_nothing,
     lock_fetch_errors_are_retried_then_succeed,

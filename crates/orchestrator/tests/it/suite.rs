@@ -71,7 +71,12 @@ pub async fn probes_answer_and_metrics_count(db: &TestDb) {
 }
 
 pub async fn signed_push_creates_runs_with_matrix_and_needs(db: &TestDb) {
-    let repo = TestRepo::new();
+    // A `paths` filter on `ci`: the orchestrator computes changed files for it (§5 step 8).
+    let repo = TestRepo::with_lock(&crate::harness::LOCK.replacen(
+        r#""paths": []"#,
+        r#""paths": ["src.txt"]"#,
+        1,
+    ));
     let state = state_with(db.store(8).await, &repo.base, None);
     let (status, body) = send(
         &state,
@@ -227,6 +232,32 @@ pub async fn refused_deliveries_store_nothing(db: &TestDb) {
 
     assert_eq!(drain(&state).await, 0, "nothing was stored");
     assert_eq!(runs_len(state.store()).await, 0);
+}
+
+/// Without a `paths` filter no trigger reads changed files: no `git diff` is run for them
+/// (`orchestrator.md` §5 step 8), and the event carries none.
+pub async fn changed_files_are_computed_only_for_paths_filters(db: &TestDb) {
+    let repo = TestRepo::new();
+    let state = state_with(db.store(8).await, &repo.base, None);
+    let (status, body) = send(
+        &state,
+        delivery(
+            "push",
+            "d-1",
+            push_body(&repo.first, &repo.head, "main"),
+            SECRET,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(drain(&state).await, 1);
+    let runs = runs(state.store()).await;
+    assert_eq!(runs.len(), 1);
+    assert!(
+        runs[0].event.get("changedFiles").is_none_or(Value::is_null),
+        "{}",
+        runs[0].event
+    );
 }
 
 pub async fn redelivery_answers_duplicate_and_starts_nothing(db: &TestDb) {
