@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 
+use crate::bench_server::{self, SCENARIOS, Scenario, ScenarioOutcome};
+
 /// The hidden subcommand that measures one benchmark in a fresh process.
 pub const BENCH_ONE: &str = "bench-one";
 
@@ -50,11 +52,32 @@ const GROUPS: &[Group] = &[
                 that need `kici run local` are skipped, with the reason, where \
                 `kici run local --help` fails.",
     },
+    Group {
+        id: "issue-4",
+        title: "Orchestrator (issue 4)",
+        intro: "Targets from issue 4. The release `kici orchestrator` runs as a process on \
+                127.0.0.1 with its defaults (JSON logs at info to a file); the simulated agent \
+                is a WebSocket client in the driver that acks and finishes each job at once, \
+                so the latency is the orchestrator's alone: webhook stored, inbox item claimed, \
+                changed files read with `git diff` (the lock comes from the cache after the \
+                first push of a commit), run planned, job enqueued, claimed for the idle agent \
+                and written to its socket. PostgreSQL is 15 on 127.0.0.1 (`synchronous_commit \
+                = on`), a fresh database per run; SQLite is the default file in the data dir.",
+    },
+    Group {
+        id: "issue-5",
+        title: "Agent, the whole loop (issue 5)",
+        intro: "Targets from issue 5: a release `kici orchestrator` on SQLite and one release \
+                `kici agent` (warm: registered, and 2 runs of each workflow before measuring), \
+                both on 127.0.0.1. A run is timed from sending the push webhook to the run's \
+                `completedAt`; the driver polls `GET runs?limit=1` every 10 ms to learn that a \
+                run ended, so the polling does not add to the figure.",
+    },
 ];
 
 /// A repository the benchmarks run in (created once per `bench` invocation).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-enum Fixture {
+pub(crate) enum Fixture {
     /// No repository: the command runs in the scratch directory.
     None,
     /// The README's hello world: one workflow, one job, one step, push trigger.
@@ -65,6 +88,8 @@ enum Fixture {
     Steps(usize),
     /// One step printing [`OUTPUT_BYTES`] bytes in 100-byte lines.
     Output,
+    /// build → test (matrix of 4) → report: 6 jobs of one `echo` step each.
+    Pipeline,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -321,10 +346,29 @@ fn parse_options(args: &[String]) -> Result<Options> {
     Ok(options)
 }
 
-/// The benchmarks `--only` selects (all without it), in table order.
-fn select(only: Option<&[String]>) -> Result<Vec<&'static Bench>> {
+/// What `--only` selects (everything without it), in table order: process benchmarks and
+/// service scenarios (`bench_server`).
+struct Selection {
+    benches: Vec<&'static Bench>,
+    scenarios: Vec<&'static Scenario>,
+}
+
+impl Selection {
+    fn groups(&self) -> BTreeSet<&'static str> {
+        self.benches
+            .iter()
+            .map(|b| b.group)
+            .chain(self.scenarios.iter().map(|s| s.group))
+            .collect()
+    }
+}
+
+fn select(only: Option<&[String]>) -> Result<Selection> {
     let Some(names) = only else {
-        return Ok(BENCHES.iter().collect());
+        return Ok(Selection {
+            benches: BENCHES.iter().collect(),
+            scenarios: SCENARIOS.iter().collect(),
+        });
     };
     let mut wanted = BTreeSet::new();
     for name in names {
@@ -332,12 +376,19 @@ fn select(only: Option<&[String]>) -> Result<Vec<&'static Bench>> {
             .iter()
             .filter(|b| b.name == name || b.group == name)
             .map(|b| b.name)
+            .chain(
+                SCENARIOS
+                    .iter()
+                    .filter(|s| s.name == name || s.group == name)
+                    .map(|s| s.name),
+            )
             .collect();
         if matched.is_empty() {
             let known: Vec<_> = GROUPS
                 .iter()
                 .map(|g| g.id)
                 .chain(BENCHES.iter().map(|b| b.name))
+                .chain(SCENARIOS.iter().map(|s| s.name))
                 .collect();
             bail!(
                 "--only {name}: no such benchmark or group (known: {})",
@@ -346,28 +397,47 @@ fn select(only: Option<&[String]>) -> Result<Vec<&'static Bench>> {
         }
         wanted.extend(matched);
     }
-    Ok(BENCHES.iter().filter(|b| wanted.contains(b.name)).collect())
+    Ok(Selection {
+        benches: BENCHES.iter().filter(|b| wanted.contains(b.name)).collect(),
+        scenarios: SCENARIOS
+            .iter()
+            .filter(|s| wanted.contains(s.name))
+            .collect(),
+    })
 }
 
 pub fn main(args: &[String]) -> Result<()> {
     let options = parse_options(args)?;
-    let selected = select(options.only.as_deref())?;
+    let selection = select(options.only.as_deref())?;
     if options.list {
         for bench in BENCHES {
             println!(
-                "{:<16} {:<8} {}",
+                "{:<22} {:<8} {}",
                 bench.name,
                 bench.group,
                 command_line(bench)
             );
         }
+        for scenario in SCENARIOS {
+            println!(
+                "{:<22} {:<8} {}",
+                scenario.name, scenario.group, scenario.what
+            );
+        }
         return Ok(());
     }
+    let selected = &selection.benches;
     if options.write {
         // A section is rewritten whole, so it must be measured whole.
         for group in GROUPS {
-            let members = BENCHES.iter().filter(|b| b.group == group.id).count();
-            let chosen = selected.iter().filter(|b| b.group == group.id).count();
+            let members = BENCHES.iter().filter(|b| b.group == group.id).count()
+                + SCENARIOS.iter().filter(|s| s.group == group.id).count();
+            let chosen = selected.iter().filter(|b| b.group == group.id).count()
+                + selection
+                    .scenarios
+                    .iter()
+                    .filter(|s| s.group == group.id)
+                    .count();
             ensure!(
                 chosen == 0 || chosen == members,
                 "--write rewrites whole sections: select all of group {} (`--only {}`) or none of it",
@@ -397,10 +467,15 @@ pub fn main(args: &[String]) -> Result<()> {
         options.runs
     );
 
-    let scratch = tempfile::Builder::new().prefix("kici-bench-").tempdir()?;
+    let mut scratch = tempfile::Builder::new().prefix("kici-bench-").tempdir()?;
+    if std::env::var_os("XTASK_BENCH_KEEP").is_some() {
+        // Keeps the fixtures and the orchestrator/agent logs for a look afterwards.
+        scratch.disable_cleanup(true);
+        eprintln!("keeping {}", scratch.path().display());
+    }
     let mut fixtures: HashMap<Fixture, std::result::Result<PathBuf, String>> = HashMap::new();
     let mut results: Vec<(&Bench, Outcome)> = Vec::new();
-    for bench in &selected {
+    for bench in selected {
         let outcome = match (&run_local, bench.needs) {
             (Err(why), Needs::RunLocal) => Outcome::Skipped(why.clone()),
             _ => {
@@ -428,6 +503,19 @@ pub fn main(args: &[String]) -> Result<()> {
         eprintln!("  {:<16} {}", bench.name, outcome.summary());
         results.push((bench, outcome));
     }
+    let mut services = Vec::new();
+    for scenario in &selection.scenarios {
+        eprintln!("  {:<16} running: {}", scenario.name, scenario.what);
+        let ctx = bench_server::Ctx {
+            kici: &kici,
+            root: &root,
+            scratch: scratch.path(),
+            runs: options.runs,
+        };
+        let outcome = bench_server::run(scenario, &ctx);
+        eprintln!("  {:<16} {}", scenario.name, scenario_summary(&outcome));
+        services.push((*scenario, outcome));
+    }
     let load_after = load_average();
 
     let report = Report {
@@ -441,6 +529,7 @@ pub fn main(args: &[String]) -> Result<()> {
         load_after,
         runs: options.runs,
         results,
+        services,
     };
     print!("{}", report.text_table());
     if options.write {
@@ -451,8 +540,9 @@ pub fn main(args: &[String]) -> Result<()> {
         } else {
             old
         };
+        let measured = selection.groups();
         for group in GROUPS {
-            if report.results.iter().any(|(b, _)| b.group == group.id) {
+            if measured.contains(group.id) {
                 new = replace_section(&new, group.id, &report.markdown_section(group));
             }
         }
@@ -464,6 +554,13 @@ pub fn main(args: &[String]) -> Result<()> {
         .iter()
         .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
         .map(|(b, _)| b.name)
+        .chain(
+            report
+                .services
+                .iter()
+                .filter(|(_, o)| matches!(o, ScenarioOutcome::Failed(_)))
+                .map(|(s, _)| s.name),
+        )
         .collect();
     ensure!(
         failed.is_empty(),
@@ -638,6 +735,29 @@ export default workflow('output', {{ on: push(), jobs: [print] }});
     )
 }
 
+const PIPELINE_WORKFLOW: &str = r#"import { workflow, job, step, push } from '@kici-dev/sdk';
+
+const build = job('build', {
+  runsOn: 'kici:os:linux',
+  steps: [step('compile', async ({ $ }) => { await $`echo build`; })],
+});
+
+const test = job('test', {
+  runsOn: 'kici:os:linux',
+  needs: [build],
+  matrix: { shard: ['1', '2', '3', '4'] },
+  steps: [step('test', async ({ $, matrix }) => { await $`echo test ${matrix!.shard!}`; })],
+});
+
+const report = job('report', {
+  runsOn: 'kici:os:linux',
+  needs: [test],
+  steps: [step('report', async ({ $ }) => { await $`echo report`; })],
+});
+
+export default workflow('pipeline', { on: push(), jobs: [build, test, report] });
+"#;
+
 impl Fixture {
     fn files(self) -> Vec<(String, String)> {
         match self {
@@ -648,23 +768,25 @@ impl Fixture {
                 .collect(),
             Fixture::Steps(n) => vec![("steps.ts".into(), steps_workflow(n))],
             Fixture::Output => vec![("output.ts".into(), output_workflow())],
+            Fixture::Pipeline => vec![("pipeline.ts".into(), PIPELINE_WORKFLOW.into())],
         }
     }
 
-    fn dir_name(self) -> String {
+    pub(crate) fn dir_name(self) -> String {
         match self {
             Fixture::None => String::new(),
             Fixture::Hello => "hello".into(),
             Fixture::Twenty => "twenty".into(),
             Fixture::Steps(n) => format!("steps-{n}"),
             Fixture::Output => "output".into(),
+            Fixture::Pipeline => "pipeline".into(),
         }
     }
 }
 
 /// Writes the fixture, commits it, compiles the lock with `kici` and commits that too, so the
 /// lock is in sync and the tree is clean.
-fn create_fixture(fixture: Fixture, scratch: &Path, kici: &Path) -> Result<PathBuf> {
+pub(crate) fn create_fixture(fixture: Fixture, scratch: &Path, kici: &Path) -> Result<PathBuf> {
     if fixture == Fixture::None {
         return Ok(scratch.to_path_buf());
     }
@@ -728,7 +850,7 @@ fn git(dir: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -1005,6 +1127,7 @@ struct Report<'a> {
     load_after: f64,
     runs: usize,
     results: Vec<(&'a Bench, Outcome)>,
+    services: Vec<(&'a Scenario, ScenarioOutcome)>,
 }
 
 fn fmt_ms(ms: f64) -> String {
@@ -1100,11 +1223,13 @@ impl Report<'_> {
 
     fn text_table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "\n{:<16} {:>10} {:>10} {:>10} {:>10}  {:<20} target met",
-            "benchmark", "median", "p90", "min", "peak RSS", "target"
-        );
+        if !self.results.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{:<16} {:>10} {:>10} {:>10} {:>10}  {:<20} target met",
+                "benchmark", "median", "p90", "min", "peak RSS", "target"
+            );
+        }
         for (bench, outcome) in &self.results {
             match outcome {
                 Outcome::Measured(m) => {
@@ -1147,6 +1272,35 @@ impl Report<'_> {
                 }
             }
         }
+        for (scenario, outcome) in &self.services {
+            let _ = writeln!(out, "\n{}:", scenario.name);
+            match outcome {
+                ScenarioOutcome::Measured(m) => {
+                    for f in &m.figures {
+                        let met = match f.met {
+                            Some(true) => "met",
+                            Some(false) => "NOT met",
+                            None => "",
+                        };
+                        let _ = writeln!(
+                            out,
+                            "  {:<44} {}  (goal {}) {met}",
+                            f.name.replace('`', ""),
+                            f.result.replace("**", ""),
+                            f.goal
+                        );
+                    }
+                    for note in &m.notes {
+                        for line in note.lines() {
+                            let _ = writeln!(out, "  {line}");
+                        }
+                    }
+                }
+                other => {
+                    let _ = writeln!(out, "  {}", scenario_summary(other));
+                }
+            }
+        }
         let _ = writeln!(
             out,
             "\n{} cores, {}, {}; load average {:.2} before, {:.2} after{}",
@@ -1160,7 +1314,73 @@ impl Report<'_> {
         out
     }
 
+    /// The section of a group of service scenarios (`bench_server`).
+    fn service_section(&self, group: &Group) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "## {}\n", group.title);
+        let _ = writeln!(out, "{}\n", group.intro);
+        let _ = writeln!(
+            out,
+            "Produced by `{}` on {}, commit {}, release build.",
+            self.command, self.date, self.commit
+        );
+        let _ = writeln!(
+            out,
+            "Machine: `nproc` {}, {}, {}. Load average (1 min) {:.2} before, {:.2} after.",
+            self.machine.cores,
+            self.machine.cpu,
+            self.machine.kernel,
+            self.load_before,
+            self.load_after
+        );
+        if self.busy() {
+            let _ = writeln!(
+                out,
+                "\n**Taken on a busy machine** (load above half the cores), so the figures are \
+                 pessimistic; compare within one run."
+            );
+        }
+        let _ = writeln!(out, "\n| figure | how | result | goal | met |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        let mut notes = Vec::new();
+        for (scenario, outcome) in self.services.iter().filter(|(s, _)| s.group == group.id) {
+            match outcome {
+                ScenarioOutcome::Measured(m) => {
+                    for f in &m.figures {
+                        let met = match f.met {
+                            Some(true) => "yes",
+                            Some(false) => "**no**",
+                            None => "—",
+                        };
+                        let _ = writeln!(
+                            out,
+                            "| {} | {} | {} | {} | {met} |",
+                            f.name, f.how, f.result, f.goal
+                        );
+                    }
+                    notes.extend(m.notes.iter().cloned());
+                }
+                other => {
+                    let why = scenario_summary(other).replace('|', "\\|");
+                    let why = why.lines().next().unwrap_or_default().to_string();
+                    let _ = writeln!(
+                        out,
+                        "| `{}` | {} | {why} | | |",
+                        scenario.name, scenario.what
+                    );
+                }
+            }
+        }
+        for note in notes {
+            let _ = write!(out, "\n{note}");
+        }
+        out
+    }
+
     fn markdown_section(&self, group: &Group) -> String {
+        if !BENCHES.iter().any(|b| b.group == group.id) {
+            return self.service_section(group);
+        }
         let mut out = String::new();
         let _ = writeln!(out, "## {}\n", group.title);
         let _ = writeln!(out, "{}\n", group.intro);
@@ -1275,6 +1495,25 @@ impl Report<'_> {
     }
 }
 
+fn scenario_summary(outcome: &ScenarioOutcome) -> String {
+    match outcome {
+        ScenarioOutcome::Measured(m) => m
+            .figures
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}: {}",
+                    f.name.replace('`', ""),
+                    f.result.replace("**", "")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        ScenarioOutcome::Skipped(why) => format!("skipped: {why}"),
+        ScenarioOutcome::Failed(why) => format!("FAILED: {why}"),
+    }
+}
+
 const BENCHMARKS_HEADER: &str = "# Benchmarks\n";
 
 fn section_markers(group: &str) -> (String, String) {
@@ -1358,12 +1597,24 @@ mod tests {
                 assert!(names.contains(input), "{}: unknown input {input}", d.name);
             }
         }
-        assert!(
-            select(Some(&["issue-3".into()]))
-                .unwrap()
-                .iter()
-                .all(|b| b.group == "issue-3")
-        );
+        for scenario in SCENARIOS {
+            assert!(
+                names.insert(scenario.name),
+                "duplicate benchmark {}",
+                scenario.name
+            );
+            assert!(
+                GROUPS.iter().any(|g| g.id == scenario.group),
+                "{}: unknown group",
+                scenario.name
+            );
+        }
+        let issue3 = select(Some(&["issue-3".into()])).unwrap();
+        assert!(issue3.benches.iter().all(|b| b.group == "issue-3"));
+        assert!(issue3.scenarios.is_empty());
+        let issue4 = select(Some(&["issue-4".into()])).unwrap();
+        assert!(issue4.benches.is_empty());
+        assert_eq!(issue4.scenarios.len(), 3);
         assert!(select(Some(&["nope".into()])).is_err());
     }
 }

@@ -1,11 +1,13 @@
 //! Project automation, run as `cargo xtask <command>` (the alias is in `.cargo/config.toml`).
 //!
-//! - `cargo xtask bench`: end-to-end figures of the release `kici` binary (see `bench.rs`).
+//! - `cargo xtask bench`: end-to-end figures of the release `kici` binary (see `bench.rs`;
+//!   the orchestrator and agent scenarios are in `bench_server.rs`).
 //! - The tidy checks are plain tests in `tidy.rs`, so `cargo test --workspace` runs them.
 //!
 //! xtask depends on no kici crate: it drives the binary and reads `cargo metadata`.
 
 mod bench;
+mod bench_server;
 #[cfg(test)]
 mod tidy;
 
@@ -19,7 +21,9 @@ commands:
   bench [--runs N] [--only NAME[,NAME…]] [--write] [--kici PATH] [--list]
         build kici in release, create fixture repositories in a temp dir and measure
         whole-process commands: wall time (median, p90, min over N runs after 2 warm-ups,
-        default N = 20) and peak RSS. NAME is a benchmark or a group (issue-2, issue-3).
+        default N = 20) and peak RSS. NAME is a benchmark, a service scenario
+        (orchestrator-sqlite, orchestrator-postgres, claim, agent-loop) or a group
+        (issue-2, issue-3, issue-4, issue-5).
         --write updates the measured groups' sections of BENCHMARKS.md.
         --kici PATH uses that binary instead of building one.
   help  this text
