@@ -337,8 +337,16 @@ impl Store {
             // Generic plans: our statements are few, prepared once per connection and
             // index-driven; without this PostgreSQL re-plans the queue statements on every
             // execution, which cost more than running them (measured: ~2 ms a claim).
-            let connect = PgConnectOptions::from_str(url)?
-                .options([("plan_cache_mode", "force_generic_plan")]);
+            //
+            // No bitmap scans: a queue fills faster than autovacuum re-analyses it, so the
+            // cached plan of a claim is made from stale statistics ("a handful of pending
+            // rows"), and with them the planner read, filtered and sorted every pending row
+            // per claim (a bitmap heap scan) instead of walking the pending index to the first
+            // match: claims slowed down linearly with the queue's depth.
+            let connect = PgConnectOptions::from_str(url)?.options([
+                ("plan_cache_mode", "force_generic_plan"),
+                ("enable_bitmapscan", "off"),
+            ]);
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections.max(1))
                 .connect_with(connect)

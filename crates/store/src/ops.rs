@@ -804,6 +804,9 @@ ORDER BY q.created_at, q.seq
 LIMIT $6"
         )
     };
+    // `OFFSET 0` keeps PostgreSQL from flattening each label check into an anti-join, which
+    // it planned as a scan of every label row per claim (claims slowed down with the queue's
+    // depth); as subplans they are per-candidate primary-key lookups.
     (postgres, $pin:literal) => {
         concat!(
             "SELECT q.id, q.patterns, q.created_at, q.seq FROM dispatch_queue q
@@ -812,12 +815,13 @@ WHERE q.status = 'pending' AND ",
             "
   AND (q.expires_at IS NULL OR q.expires_at >= $1)
   AND NOT EXISTS (SELECT 1 FROM dispatch_queue_labels l
-                  WHERE l.queue_id = q.id AND l.kind = 'require' AND l.label <> ALL($2::text[]))
+                  WHERE l.queue_id = q.id AND l.kind = 'require' AND l.label <> ALL($2::text[]) OFFSET 0)
   AND NOT EXISTS (SELECT 1 FROM dispatch_queue_labels l
-                  WHERE l.queue_id = q.id AND l.kind = 'exclude' AND l.label = ANY($2::text[]))
+                  WHERE l.queue_id = q.id AND l.kind = 'exclude' AND l.label = ANY($2::text[]) OFFSET 0)
   AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) AS t(v)
                   WHERE NOT EXISTS (SELECT 1 FROM dispatch_queue_labels l
-                                    WHERE l.queue_id = q.id AND l.kind = 'require' AND l.label = t.v))
+                                    WHERE l.queue_id = q.id AND l.kind = 'require' AND l.label = t.v OFFSET 0)
+                  OFFSET 0)
   AND (q.created_at, q.seq) > ($4, $5)
 ORDER BY q.created_at, q.seq
 LIMIT $6"
