@@ -120,6 +120,9 @@ struct Agent {
     draining: bool,
     terminating: Option<Terminating>,
     force_killed: usize,
+    /// Job threads that reported their result and are still tearing down (process sweep,
+    /// job directory); the agent exits only when they are done.
+    cleaning: usize,
     seq_ack: bool,
     job_heartbeat_interval: Duration,
     auth_rejected: Option<String>,
@@ -185,7 +188,7 @@ pub async fn run(
         }
         if agent.stopping() && agent.jobs.is_empty() {
             let deadline = *closing_deadline.get_or_insert(now + FINAL_ACK_WAIT);
-            if agent.outbox.is_empty() || now >= deadline {
+            if (agent.outbox.is_empty() && agent.cleaning == 0) || now >= deadline {
                 if !agent.outbox.is_empty() {
                     tracing::warn!(
                         frames = agent.outbox.len(),
@@ -361,6 +364,7 @@ impl Agent {
             draining: false,
             terminating: None,
             force_killed: 0,
+            cleaning: 0,
             seq_ack: false,
             job_heartbeat_interval: config.job_heartbeat_interval,
             auth_rejected: None,
@@ -564,6 +568,7 @@ impl Agent {
             );
             return;
         }
+        self.cleaning += 1;
         self.jobs.insert(job_id, active);
     }
 
@@ -614,6 +619,10 @@ impl Agent {
     }
 
     fn on_update(&mut self, job_id: &str, update: JobUpdate) {
+        if let JobUpdate::CleanedUp = update {
+            self.cleaning = self.cleaning.saturating_sub(1);
+            return;
+        }
         let Some(job) = self.jobs.get_mut(job_id) else {
             return;
         };
@@ -633,6 +642,8 @@ impl Agent {
                 }
             }
             JobUpdate::Event(event) => job.tracker.on_event(&mut self.clock, event, &mut frames),
+            // Handled above: it arrives after the job left `jobs`.
+            JobUpdate::CleanedUp => {}
             JobUpdate::Finished(outcome) => {
                 if !job.running_sent {
                     frames.push(job.tracker.job_status(

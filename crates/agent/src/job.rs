@@ -43,6 +43,9 @@ pub(crate) enum JobUpdate {
     },
     Event(JobEvent),
     Finished(Box<JobOutcome>),
+    /// The job's thread swept its processes and removed its directory, after `Finished`
+    /// (the result is reported first, so cleanup adds nothing to the job's duration).
+    CleanedUp,
 }
 
 /// How a job ended.
@@ -82,8 +85,15 @@ pub(crate) fn spawn(
     let name = format!("kici-job-{}", short(&dispatch.job_id));
     std::thread::Builder::new().name(name).spawn(move || {
         let job_id = dispatch.job_id.clone();
-        let result = run_thread(&dispatch, &settings, cancel, &tx);
-        let _ = tx.send((job_id, JobUpdate::Finished(Box::new(JobOutcome { result }))));
+        let (result, cleanup) = run_thread(&dispatch, &settings, cancel, &tx);
+        let _ = tx.send((
+            job_id.clone(),
+            JobUpdate::Finished(Box::new(JobOutcome { result })),
+        ));
+        if let Some(cleanup) = cleanup {
+            cleanup.run(&job_id);
+        }
+        let _ = tx.send((job_id, JobUpdate::CleanedUp));
     })?;
     Ok(())
 }
@@ -103,15 +113,13 @@ fn run_thread(
     settings: &JobSettings,
     cancel: watch::Receiver<Cancel>,
     tx: &mpsc::UnboundedSender<(String, JobUpdate)>,
-) -> JobResult {
+) -> (JobResult, Option<Cleanup>) {
     let config = &dispatch.job_config;
     let dir = match JobDir::create(&settings.work_dir) {
         Ok(dir) => dir,
         Err(e) => {
-            return failed(
-                &config.name,
-                format!("cannot create the job directory: {e}"),
-            );
+            let error = format!("cannot create the job directory: {e}");
+            return (failed(&config.name, error), None);
         }
     };
     let ws = dir.path.join("ws");
@@ -131,10 +139,10 @@ fn run_thread(
                     let _ = tx.send((dispatch.job_id.clone(), JobUpdate::Resolved { sha: head }));
                 }
             }
-            Err(e) => return failed(&config.name, e.to_string()),
+            Err(e) => return (failed(&config.name, e.to_string()), Some(Cleanup::dir(dir))),
         }
         if let Err(message) = verify_content_hash(&ws, dispatch) {
-            return failed(&config.name, message);
+            return (failed(&config.name, message), Some(Cleanup::dir(dir)));
         }
     }
     let req = build_request(dispatch, settings, &ws, &tmp);
@@ -147,23 +155,59 @@ fn run_thread(
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return failed(&config.name, format!("cannot start the job runtime: {e}")),
+        Err(e) => {
+            let error = format!("cannot start the job runtime: {e}");
+            return (failed(&config.name, error), Some(Cleanup::dir(dir)));
+        }
     };
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&runtime, kici_executor::run_job(req, sink, cancel));
-    // Give SIGKILL escalations of the job's process groups a moment before the runtime and
-    // the job directory go away.
-    drop(local);
-    runtime.shutdown_timeout(Duration::from_millis(200));
-    // The final sweep (`agent.md` §8, §17): whatever the job started and left behind —
-    // a command that ignored SIGTERM once the runtime holding its SIGKILL timer was gone, a
-    // daemonised background process — still carries the job's own `TMPDIR`.
-    let killed = kill_job_processes(&tmp);
-    if killed > 0 {
-        tracing::info!(job_id = %dispatch.job_id, killed, "killed processes the job left behind");
+    let cleanup = Cleanup {
+        local: Some(local),
+        runtime: Some(runtime),
+        tmp: Some(tmp),
+        dir,
+    };
+    (result, Some(cleanup))
+}
+
+/// What a job leaves to tear down once its result is reported.
+struct Cleanup {
+    local: Option<tokio::task::LocalSet>,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// The job's `TMPDIR`, by which leftover processes are found.
+    tmp: Option<std::path::PathBuf>,
+    dir: JobDir,
+}
+
+impl Cleanup {
+    fn dir(dir: JobDir) -> Cleanup {
+        Cleanup {
+            local: None,
+            runtime: None,
+            tmp: None,
+            dir,
+        }
     }
-    drop(dir);
-    result
+
+    fn run(mut self, job_id: &str) {
+        // Give SIGKILL escalations of the job's process groups a moment before the runtime
+        // and the job directory go away.
+        drop(self.local.take());
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_millis(200));
+        }
+        // The final sweep (`agent.md` §8, §17): whatever the job started and left behind —
+        // a command that ignored SIGTERM once the runtime holding its SIGKILL timer was
+        // gone, a daemonised background process — still carries the job's own `TMPDIR`.
+        if let Some(tmp) = &self.tmp {
+            let killed = kill_job_processes(tmp);
+            if killed > 0 {
+                tracing::info!(%job_id, killed, "killed processes the job left behind");
+            }
+        }
+        drop(self.dir);
+    }
 }
 
 /// Rounds of the final sweep: a process may start a child between two scans.

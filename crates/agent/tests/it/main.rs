@@ -142,14 +142,24 @@ async fn dispatch_runs_the_job_and_streams_every_line_in_order() {
     );
     assert_eq!(data.step_results.as_ref().map(Vec::len), Some(2));
 
-    // The job directory is gone by the time the terminal status is sent.
-    let left: Vec<String> = std::fs::read_dir(agent.work_path())
-        .expect("work dir")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("kici-") && !n.starts_with("kici-outbox-"))
-        .collect();
-    assert!(left.is_empty(), "job directories left: {left:?}");
+    // The job directory goes right after the terminal status (which does not wait for it).
+    let job_dirs = || -> Vec<String> {
+        std::fs::read_dir(agent.work_path())
+            .expect("work dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("kici-") && !n.starts_with("kici-outbox-"))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !job_dirs().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        job_dirs().is_empty(),
+        "job directories left: {:?}",
+        job_dirs()
+    );
     assert_eq!(
         agent.stop(Control::Drain).await.expect("agent result"),
         Exit::Drained
