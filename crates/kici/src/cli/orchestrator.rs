@@ -408,7 +408,7 @@ impl Origin {
         match self {
             Origin::Default => format!("the default of {name}"),
             Origin::Env => format!("environment variable {name}"),
-            Origin::Flag(flag) => format!("{flag}"),
+            Origin::Flag(flag) => flag.to_string(),
             Origin::File(path) => format!(
                 "{} in {}",
                 name.trim_start_matches("KICI_").to_ascii_lowercase(),
