@@ -25,35 +25,7 @@ use tower::ServiceExt;
 
 use crate::harness::{self, LOCK, REPO, SECRET, TestDb, TestRepo, delivery, push_body};
 
-/// Expands each function of this module into a SQLite and a PostgreSQL test.
-macro_rules! api_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = crate::harness::TestDb::sqlite().await;
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = crate::harness::TestDb::postgres().await else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-api_tests!(
+crate::harness::backend_tests!(in api;
     requests_without_a_valid_token_or_role_are_refused,
     admin_tokens_are_created_used_and_revoked,
     agent_tokens_are_shown_once_and_revocable,

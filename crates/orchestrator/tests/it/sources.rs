@@ -16,34 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{call, git, request, state, token};
 use crate::harness::{self, REPO, TestDb, TestRepo, push_body};
 
-macro_rules! source_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = crate::harness::TestDb::sqlite().await;
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = crate::harness::TestDb::postgres().await else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-source_tests!(
+crate::harness::backend_tests!(in sources;
     sources_crud_keeps_secrets_encrypted_and_write_only,
     generic_route_verifies_limits_and_filters,
     local_source_push_creates_a_run,
