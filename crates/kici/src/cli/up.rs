@@ -70,6 +70,11 @@ pub fn run(global: &GlobalArgs, args: &UpArgs) -> u8 {
         );
         return exit::USAGE;
     }
+    if !global.quiet && git(&root, &["cat-file", "-e", "HEAD:.kici/kici.lock.json"]).is_err() {
+        eprintln!(
+            "note: HEAD has no .kici/kici.lock.json, so commits start nothing yet: run `kici init` (or write .kici/workflows/*.ts), `kici compile`, and commit the lock"
+        );
+    }
     if args.slots == 0 || args.slots > 256 {
         eprintln!("error: --slots must be from 1 to 256");
         return exit::USAGE;

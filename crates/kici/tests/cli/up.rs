@@ -363,3 +363,25 @@ fn agent_refuses_a_missing_url_and_unknown_variables() {
     );
     repo.cmd(&["agent", "--token", "x"]).run().expect(2);
 }
+
+#[test]
+fn up_in_a_repository_without_a_lock_says_what_to_do() {
+    let repo = Repo::new();
+    repo.write("README.md", "hi\n");
+    repo.commit("first");
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut running = repo
+        .cmd(&["up", "--port", &port.to_string()])
+        .env("HOME", &repo.path().display().to_string())
+        .spawn();
+    let ready = wait_until(Duration::from_secs(60), || {
+        running.exited() || http_status(addr, "/ready") == Some(200)
+    });
+    assert!(ready && !running.exited(), "kici up did not come up");
+    running
+        .stop("TERM", Duration::from_secs(60))
+        .expect(0)
+        .stderr_has("HEAD has no .kici/kici.lock.json")
+        .stderr_has("kici compile");
+}
