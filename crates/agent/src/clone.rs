@@ -54,6 +54,8 @@ pub(crate) fn clone_commit(
             &[
                 "clone",
                 "-q",
+                // No template: the sample hooks it would copy are never used in a job.
+                "--template=",
                 "--shared",
                 "--no-checkout",
                 "--no-tags",
@@ -68,7 +70,7 @@ pub(crate) fn clone_commit(
         )?;
         return checked_out(ws, &git, request.sha);
     }
-    git.run(&["init", "-q"], SHORT_TIMEOUT)?;
+    git.run(&["init", "-q", "--template="], SHORT_TIMEOUT)?;
     git.run(
         &["remote", "add", "origin", request.repo_url],
         SHORT_TIMEOUT,
