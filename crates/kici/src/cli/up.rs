@@ -374,16 +374,46 @@ async fn watch_refs(
         tips = now;
         for (git_ref, before, after) in changes {
             let (root, repo, client) = (root.clone(), repo.clone(), client.clone());
-            let posted = tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || {
                 let push = push_body(&root, &repo, git_ref, before, after);
-                post_push(&client, SOURCE_NAME, &push).map(|_| push)
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            match posted {
-                Ok(push) => eprintln!("→ push {} {}", push.git_ref, short(&push.after)),
-                Err(e) => eprintln!("error: cannot send the push: {e}"),
+                match post_push(&client, SOURCE_NAME, &push) {
+                    Ok(answer) => {
+                        eprintln!("→ push {} {}", push.git_ref, short(&push.after));
+                        if let Some(id) = answer.get("id").and_then(Value::as_str) {
+                            report_outcome(&client, id, &push);
+                        }
+                    }
+                    Err(e) => eprintln!("error: cannot send the push: {e}"),
+                }
+            });
+        }
+    }
+}
+
+/// Says what became of a push that started no run (runs print themselves).
+fn report_outcome(client: &Client, inbox_id: &str, push: &LocalPush) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let Ok(item) = client.get(&format!("/api/v1/admin/inbox/{}", encode(inbox_id))) else {
+            return;
+        };
+        let text = |key: &str| item.get(key).and_then(Value::as_str).unwrap_or("");
+        let at = format!("{} {}", push.git_ref, short(&push.after));
+        match (text("status"), text("outcome")) {
+            ("done", "matched") => return,
+            ("done", "no_match") => return eprintln!("  no workflow matched the push of {at}"),
+            ("done", "no_lock") => {
+                return eprintln!(
+                    "  {at} has no .kici/kici.lock.json: compile and commit the lock"
+                );
             }
+            ("done", outcome) => {
+                return eprintln!("  the push of {at} started nothing ({outcome})");
+            }
+            ("dead", _) => {
+                return eprintln!("error: the push of {at} failed: {}", text("lastError"));
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
         }
     }
 }

@@ -372,16 +372,31 @@ fn up_in_a_repository_without_a_lock_says_what_to_do() {
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut running = repo
-        .cmd(&["up", "--port", &port.to_string()])
+        .cmd(&["up", "--port", &port.to_string(), "--poll-ms", "100"])
         .env("HOME", &repo.path().display().to_string())
         .spawn();
     let ready = wait_until(Duration::from_secs(60), || {
         running.exited() || http_status(addr, "/ready") == Some(200)
     });
     assert!(ready && !running.exited(), "kici up did not come up");
+    // A commit without a lock is noticed and explained, not silently dropped.
+    repo.write("README.md", "hello\n");
+    repo.commit("second");
+    let token = repo.read(".git/kici/admin-token");
+    let processed = wait_until(Duration::from_secs(60), || {
+        let out = repo
+            .cmd(&["admin", "--json", "inbox", "list"])
+            .env("KICI_ADMIN_URL", &format!("http://{addr}"))
+            .env("KICI_ADMIN_TOKEN", &token)
+            .run();
+        out.stdout.contains("no_lock")
+    });
+    assert!(processed, "the push was never processed");
+    std::thread::sleep(Duration::from_millis(300));
     running
         .stop("TERM", Duration::from_secs(60))
         .expect(0)
         .stderr_has("HEAD has no .kici/kici.lock.json")
-        .stderr_has("kici compile");
+        .stderr_has("kici compile")
+        .stderr_has("has no .kici/kici.lock.json: compile and commit the lock");
 }
