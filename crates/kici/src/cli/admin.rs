@@ -604,7 +604,7 @@ fn source(client: &Client, out: &Output, command: &SourceCommand) -> Result<u8, 
                     if let Some(file) = webhook_secret_file
                         && let Some(secret) = Token::resolve(Some(file), "")?
                     {
-                        secrets.insert("webhookSecret".into(), json!(expose(&secret)));
+                        secrets.insert("webhookSecret".into(), json!(secret.expose()));
                     }
                     json!({ "type": "git", "name": name, "config": config, "secrets": secrets })
                 }
@@ -812,10 +812,6 @@ fn read_stdin_secret() -> Result<String, ClientError> {
         ));
     }
     Ok(value)
-}
-
-fn expose(token: &Token) -> String {
-    token.expose().to_string()
 }
 
 fn insert_some(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {

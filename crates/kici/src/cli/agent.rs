@@ -12,7 +12,7 @@ use kici_agent::{AgentConfig, Control, Exit};
 use kici_engine::protocol::Secret;
 use tokio::sync::mpsc;
 
-use super::orchestrator::{Flag, Resolver, check_unknown, gather_values, init_service_logging};
+use super::settings::{Flag, Resolver, check_unknown, gather_values, init_service_logging};
 use super::{GlobalArgs, exit};
 
 #[derive(Debug, Args)]

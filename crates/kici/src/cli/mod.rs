@@ -15,6 +15,7 @@ mod printer;
 mod remote;
 mod repo;
 mod run;
+mod settings;
 mod up;
 mod watch;
 

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, ClientError, Token, encode};
 use super::printer::Printer;
+use super::settings::{now_ms, shutdown_signal};
 use super::{GlobalArgs, exit};
 
 /// The name of the source `kici up` registers for the current repository.
@@ -255,13 +256,6 @@ async fn session_credentials(store: &Store, session_token: &str) -> Result<Strin
     Ok(token)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// `<base>/<owner>/<name>` → the repository, replacing a stale link.
 fn link_repository(base: &Path, repo: &str, root: &Path) -> Result<(), String> {
     let link = base.join(repo);
@@ -420,20 +414,6 @@ fn report_outcome(client: &Client, inbox_id: &str, push: &LocalPush) {
 
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
-}
-
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = tokio::signal::ctrl_c() => "interrupted",
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "interrupted"
-        }
-    }
 }
 
 /// A push as the local source's `post-receive` hook would send it (`orchestrator.md` §4.4).
