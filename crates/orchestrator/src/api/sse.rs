@@ -99,15 +99,20 @@ impl Follower {
                 continue;
             }
             match self.changes.recv().await {
-                Ok(change) if change.run_id() == self.run_id => {
-                    if let Change::Log {
+                Ok(change) if change.run_id() == self.run_id => match change {
+                    // New lines of one step: read only those, not the whole run again.
+                    Change::Log {
                         job_id, step_index, ..
-                    } = change
-                    {
-                        self.log_keys.insert((job_id, step_index));
+                    } => {
+                        self.log_keys.insert((job_id.clone(), step_index));
+                        let store = self.state.store().clone();
+                        if let Err(e) = self.read_lines(&store, &job_id, step_index).await {
+                            tracing::warn!(run = %self.run_id, error = %e, "run event stream stopped");
+                            self.finished = true;
+                        }
                     }
-                    self.sync_or_finish().await;
-                }
+                    _ => self.sync_or_finish().await,
+                },
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => self.sync_or_finish().await,
                 Err(broadcast::error::RecvError::Closed) => self.finished = true,
@@ -135,6 +140,47 @@ impl Follower {
         }
         self.queue
             .push_back(Event::default().event(name).data(json));
+    }
+
+    /// Queues the lines of one step's log this follower has not sent yet.
+    async fn read_lines(
+        &mut self,
+        store: &kici_store::Store,
+        job_id: &str,
+        step_index: i64,
+    ) -> Result<(), ApiError> {
+        let key = (job_id.to_string(), step_index);
+        let mut offset = match self.log_offsets.get(&key) {
+            Some(offset) => *offset,
+            // First sight of this log: from line 0 with `fromStart` or once the follow began
+            // (the lines are new to this follower), else from its current end.
+            None if self.from_start || self.sent.contains_key("started") => 0,
+            None => {
+                store
+                    .read_step_log(job_id, step_index, i64::MAX / 2, 1)
+                    .await?
+                    .total_lines
+            }
+        };
+        loop {
+            let page = store
+                .read_step_log(job_id, step_index, offset, LOG_BATCH)
+                .await?;
+            if page.lines.is_empty() {
+                break;
+            }
+            let first_line = page.lines[0].n;
+            offset = page.next_offset;
+            let event = LogEvent {
+                job_id: job_id.to_string(),
+                step_index,
+                first_line: u64::try_from(first_line).unwrap_or(0),
+                lines: page.lines.into_iter().map(|l| l.text).collect(),
+            };
+            self.push(None, names::LOG, &event);
+        }
+        self.log_offsets.insert(key, offset);
+        Ok(())
     }
 
     /// Reads the run, its jobs, steps and new log lines, queueing what changed.
@@ -175,37 +221,7 @@ impl Follower {
         }
         let keys: Vec<(String, i64)> = self.log_keys.iter().cloned().collect();
         for (job_id, step_index) in keys {
-            let key = (job_id.clone(), step_index);
-            let mut offset = match self.log_offsets.get(&key) {
-                Some(offset) => *offset,
-                // First sight of this log: from line 0 with `fromStart` or once the follow
-                // began (the lines are new to this follower), else from its current end.
-                None if self.from_start || self.sent.contains_key("started") => 0,
-                None => {
-                    store
-                        .read_step_log(&job_id, step_index, i64::MAX / 2, 1)
-                        .await?
-                        .total_lines
-                }
-            };
-            loop {
-                let page = store
-                    .read_step_log(&job_id, step_index, offset, LOG_BATCH)
-                    .await?;
-                if page.lines.is_empty() {
-                    break;
-                }
-                let first_line = page.lines[0].n;
-                offset = page.next_offset;
-                let event = LogEvent {
-                    job_id: job_id.clone(),
-                    step_index,
-                    first_line: u64::try_from(first_line).unwrap_or(0),
-                    lines: page.lines.into_iter().map(|l| l.text).collect(),
-                };
-                self.push(None, names::LOG, &event);
-            }
-            self.log_offsets.insert(key, offset);
+            self.read_lines(&store, &job_id, step_index).await?;
         }
         for (key, name, json) in ended {
             if self.sent.get(&key) != Some(&json) {
