@@ -214,14 +214,17 @@ pub async fn process(state: &AppState, item: &InboxItem) -> Result<Done, Retryab
             "bodies stored outside the database are not supported yet",
         ));
     };
-    let normalised = if item.provider == "manual" {
+    let (normalised, manual) = if item.provider == "manual" {
         match manual_event(body) {
-            Ok(event) => Ok(Normalised::Event(Box::new(event))),
+            Ok((event, manual)) => (Ok(Normalised::Event(Box::new(event))), manual),
             Err(reason) => return Ok(Done::because("ignored", reason)),
         }
     } else {
         let headers = Headers::from_json(&item.headers);
-        Provider::normalise(source.as_ref(), &headers, body)
+        (
+            Provider::normalise(source.as_ref(), &headers, body),
+            ManualOptions::default(),
+        )
     };
     let normalised = match normalised {
         Ok(Normalised::Event(event)) => *event,
@@ -230,11 +233,6 @@ pub async fn process(state: &AppState, item: &InboxItem) -> Result<Done, Retryab
     };
     let Some(repo) = normalised.event.source_repo.clone() else {
         return Ok(Done::bare("no_repository"));
-    };
-    let manual = if item.provider == "manual" {
-        ManualOptions::from_body(body)
-    } else {
-        ManualOptions::default()
     };
     plan_event(state, &source, item, &repo, normalised, &manual).await
 }
@@ -251,8 +249,7 @@ struct ManualOptions {
 }
 
 impl ManualOptions {
-    fn from_body(body: &[u8]) -> ManualOptions {
-        let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    fn from_request(request: &Value) -> ManualOptions {
         let text = |key: &str| request.get(key).and_then(Value::as_str).map(str::to_string);
         ManualOptions {
             workflow: text("workflow"),
@@ -430,9 +427,11 @@ async fn fetch_lock(
     Ok(Some(parsed))
 }
 
-/// A manual dispatch item (`POST dispatch`, §8.4) → the event of `triggers.md` §9.5.
-fn manual_event(body: &[u8]) -> Result<NormalisedEvent, String> {
+/// A manual dispatch item (`POST dispatch`, `POST runs/:id/rerun`, §8.4) → the event of
+/// `triggers.md` §9.5 and what the item adds to matching.
+fn manual_event(body: &[u8]) -> Result<(NormalisedEvent, ManualOptions), String> {
     let request: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let manual = ManualOptions::from_request(&request);
     let text = |key: &str| request.get(key).and_then(Value::as_str).map(str::to_string);
     let repo = text("repo").ok_or("the dispatch names no repository")?;
     if let Some(event) = request.get("event").filter(|e| e.is_object()) {
@@ -440,7 +439,7 @@ fn manual_event(body: &[u8]) -> Result<NormalisedEvent, String> {
         let mut event: Event = serde_json::from_value(event.clone()).map_err(|e| e.to_string())?;
         let sha = text("sha").ok_or("a dispatch with an event needs a sha")?;
         event.source_repo.get_or_insert(repo);
-        return Ok(NormalisedEvent::at_commit(event, sha));
+        return Ok((NormalisedEvent::at_commit(event, sha), manual));
     }
     let dispatch_type = text("type").ok_or("the dispatch has no type")?;
     let requested_by = text("requestedBy").unwrap_or_else(|| "admin".into());
@@ -464,5 +463,5 @@ fn manual_event(body: &[u8]) -> Result<NormalisedEvent, String> {
     if let Some(sha) = text("sha") {
         event.revision = Revision::Commit(sha);
     }
-    Ok(event)
+    Ok((event, manual))
 }
