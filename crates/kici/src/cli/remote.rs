@@ -536,15 +536,16 @@ pub fn run_remote(global: &super::GlobalArgs, args: &RunRemoteArgs) -> u8 {
         );
         return exit::USAGE;
     };
-    let token = match super::client::Token::resolve(args.token_file.as_deref(), "KICI_TOKEN") {
-        Ok(Some(token)) => Some(token),
-        Ok(None) => match super::client::Token::resolve(None, "KICI_ADMIN_TOKEN") {
-            Ok(token) => token,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::USAGE;
+    // `--token-file`, else KICI_TOKEN, else KICI_ADMIN_TOKEN.
+    let token =
+        super::client::Token::resolve(args.token_file.as_deref(), "KICI_TOKEN").and_then(|token| {
+            match token {
+                Some(token) => Ok(Some(token)),
+                None => super::client::Token::resolve(None, "KICI_ADMIN_TOKEN"),
             }
-        },
+        });
+    let token = match token {
+        Ok(token) => token,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;

@@ -91,7 +91,14 @@ pub fn run(global: &GlobalArgs, args: &UpArgs) -> u8 {
             return exit::FAILURE;
         }
     };
-    match runtime.block_on(serve(global, args, &root)) {
+    let layout = match layout(args, &root) {
+        Ok(layout) => layout,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(global, args, &root, layout)) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
@@ -100,7 +107,16 @@ pub fn run(global: &GlobalArgs, args: &UpArgs) -> u8 {
     }
 }
 
-async fn serve(global: &GlobalArgs, args: &UpArgs, root: &Path) -> Result<u8, String> {
+/// Where `kici up` keeps its state for a repository, read with git before the runtime starts.
+struct Layout {
+    data_dir: PathBuf,
+    /// `owner/name` of the repository.
+    repo: String,
+    /// The local source's base directory, holding a link `<owner>/<name>` → the repository.
+    base: PathBuf,
+}
+
+fn layout(args: &UpArgs, root: &Path) -> Result<Layout, String> {
     let git_dir = PathBuf::from(git(root, &["rev-parse", "--absolute-git-dir"])?);
     let data_dir = args
         .data_dir
@@ -110,6 +126,24 @@ async fn serve(global: &GlobalArgs, args: &UpArgs, root: &Path) -> Result<u8, St
     // The local source reads `<base>/<owner>/<name>`: point that at the repository.
     let base = data_dir.join("repos");
     link_repository(&base, &repo, root)?;
+    Ok(Layout {
+        data_dir,
+        repo,
+        base,
+    })
+}
+
+async fn serve(
+    global: &GlobalArgs,
+    args: &UpArgs,
+    root: &Path,
+    layout: Layout,
+) -> Result<u8, String> {
+    let Layout {
+        data_dir,
+        repo,
+        base,
+    } = layout;
 
     let session_token = kici_store::generate_token("kadm_").map_err(|e| e.to_string())?;
     let mut config = Config::new(&data_dir);
