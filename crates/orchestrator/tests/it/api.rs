@@ -84,6 +84,11 @@ pub(crate) fn request(
 }
 
 /// Sends through the router; the body parsed as JSON (`Null` when empty or not JSON).
+/// `GET path` with `token`.
+pub(crate) async fn get(state: &AppState, path: &str, token: &str) -> (StatusCode, Value) {
+    call(state, request("GET", path, Some(token), None)).await
+}
+
 pub(crate) async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
     let (status, text) = harness::send(state, request).await;
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -208,18 +213,10 @@ async fn requests_without_a_valid_token_or_role_are_refused(db: &TestDb) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["code"], "unauthorized");
     let bogus = "kadm_".to_string() + &"0".repeat(64);
-    let (status, _) = call(
-        &state,
-        request("GET", "/api/v1/admin/runs", Some(&bogus), None),
-    )
-    .await;
+    let (status, _) = get(&state, "/api/v1/admin/runs", &bogus).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    let (status, _) = call(
-        &state,
-        request("GET", "/api/v1/admin/runs", Some(&auditor), None),
-    )
-    .await;
+    let (status, _) = get(&state, "/api/v1/admin/runs", &auditor).await;
     assert_eq!(status, StatusCode::OK, "auditors may read runs");
     let create = json!({"label": "x", "role": "admin"});
     let (status, body) = call(
@@ -246,11 +243,7 @@ async fn requests_without_a_valid_token_or_role_are_refused(db: &TestDb) {
     );
 
     let admin = token(state.store(), "admin").await;
-    let (status, _) = call(
-        &state,
-        request("GET", "/api/v1/admin/config", Some(&admin), None),
-    )
-    .await;
+    let (status, _) = get(&state, "/api/v1/admin/config", &admin).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "config is owner-only");
 }
 
@@ -278,18 +271,10 @@ async fn admin_tokens_are_created_used_and_revoked(db: &TestDb) {
     assert_eq!(created["role"], "admin");
     assert!(created["expiresAt"].as_u64().is_some());
 
-    let (status, _) = call(
-        &state,
-        request("GET", "/api/v1/admin/runs", Some(&secret), None),
-    )
-    .await;
+    let (status, _) = get(&state, "/api/v1/admin/runs", &secret).await;
     assert_eq!(status, StatusCode::OK);
 
-    let (status, list) = call(
-        &state,
-        request("GET", "/api/v1/admin/tokens", Some(&owner), None),
-    )
-    .await;
+    let (status, list) = get(&state, "/api/v1/admin/tokens", &owner).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list.as_array().unwrap().len(), 2);
     assert!(
@@ -310,11 +295,7 @@ async fn admin_tokens_are_created_used_and_revoked(db: &TestDb) {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = call(
-        &state,
-        request("GET", "/api/v1/admin/runs", Some(&secret), None),
-    )
-    .await;
+    let (status, _) = get(&state, "/api/v1/admin/runs", &secret).await;
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
@@ -359,11 +340,7 @@ async fn agent_tokens_are_shown_once_and_revocable(db: &TestDb) {
             .unwrap()
             .is_some()
     );
-    let (_, list) = call(
-        &state,
-        request("GET", "/api/v1/admin/agent-tokens", Some(&owner), None),
-    )
-    .await;
+    let (_, list) = get(&state, "/api/v1/admin/agent-tokens", &owner).await;
     assert_eq!(list[0]["labels"], json!(["linux"]));
     assert!(!list.to_string().contains(&secret));
     let id = created["id"].as_str().unwrap();
@@ -412,11 +389,7 @@ async fn runs_are_filtered_and_paged(db: &TestDb) {
         let uri = format!("/api/v1/admin/runs{query}");
         let state = state.clone();
         let reader = reader.clone();
-        async move {
-            call(&state, request("GET", &uri, Some(&reader), None))
-                .await
-                .1
-        }
+        async move { get(&state, &uri, &reader).await.1 }
     };
     let names = |page: &Value| -> Vec<(String, String, u64)> {
         page["items"]
@@ -542,7 +515,7 @@ async fn run_detail_jobs_and_logs_page_by_line(db: &TestDb) {
         );
         let state = state.clone();
         let reader = reader.clone();
-        async move { call(&state, request("GET", &uri, Some(&reader), None)).await }
+        async move { get(&state, &uri, &reader).await }
     };
     let (status, page) = logs(3, 5).await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -789,11 +762,7 @@ async fn dead_letters_are_listed_retried_and_replayed(db: &TestDb) {
     assert_eq!(status, StatusCode::ACCEPTED);
     harness::drain(&state).await;
 
-    let (status, dead) = call(
-        &state,
-        request("GET", "/api/v1/admin/inbox?status=dead", Some(&admin), None),
-    )
-    .await;
+    let (status, dead) = get(&state, "/api/v1/admin/inbox?status=dead", &admin).await;
     assert_eq!(status, StatusCode::OK);
     let items = dead["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{dead}");
@@ -1055,11 +1024,7 @@ async fn queue_capabilities_diagnose_and_config_answer(db: &TestDb) {
     assert_eq!(caps["protocolVersion"], 1);
     assert_eq!(caps["lockSchemaVersion"], 29);
 
-    let (status, queue) = call(
-        &state,
-        request("GET", "/api/v1/admin/queue", Some(&owner), None),
-    )
-    .await;
+    let (status, queue) = get(&state, "/api/v1/admin/queue", &owner).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(queue["items"], json!([]));
     let (status, _) = call(
@@ -1086,11 +1051,7 @@ async fn queue_capabilities_diagnose_and_config_answer(db: &TestDb) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(cleared["expired"], 0);
 
-    let (status, report) = call(
-        &state,
-        request("GET", "/api/v1/admin/diagnose", Some(&owner), None),
-    )
-    .await;
+    let (status, report) = get(&state, "/api/v1/admin/diagnose", &owner).await;
     assert_eq!(status, StatusCode::OK);
     let checks = report["checks"].as_array().unwrap();
     let by_name = |name: &str| checks.iter().find(|c| c["name"] == name).cloned().unwrap();
@@ -1098,19 +1059,11 @@ async fn queue_capabilities_diagnose_and_config_answer(db: &TestDb) {
     assert_eq!(by_name("migrations")["status"], "pass");
     assert_eq!(by_name("agents")["status"], "warn");
 
-    let (status, config) = call(
-        &state,
-        request("GET", "/api/v1/admin/config", Some(&owner), None),
-    )
-    .await;
+    let (status, config) = get(&state, "/api/v1/admin/config", &owner).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(config["lockfileCacheMax"], 500);
     assert!(!config.to_string().contains("kadm_"));
-    let (status, agents) = call(
-        &state,
-        request("GET", "/api/v1/admin/agents", Some(&owner), None),
-    )
-    .await;
+    let (status, agents) = get(&state, "/api/v1/admin/agents", &owner).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(agents, json!([]));
 }
