@@ -426,7 +426,10 @@ fn scan_cmdlines(
                         continue;
                     };
                     let text = String::from_utf8_lossy(&raw).replace('\0', " ");
-                    if (text.contains("fetch") || text.contains("clone")) && text.contains("git") {
+                    let git_at_work = ["fetch", "clone", "checkout"]
+                        .iter()
+                        .any(|verb| text.contains(verb));
+                    if git_at_work && text.contains("git") {
                         git_seen += 1;
                     }
                     if needles.iter().any(|n| text.contains(n.as_str())) {
