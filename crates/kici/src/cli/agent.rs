@@ -303,7 +303,7 @@ pub fn load(
         "info",
         "a level (trace, debug, info, warn, error) or a tracing filter",
         |v| {
-            tracing_subscriber::EnvFilter::try_new(v)
+            v.parse::<tracing_subscriber::filter::Targets>()
                 .ok()
                 .map(|_| v.to_string())
         },

@@ -478,7 +478,7 @@ impl Settings {
             "info",
             "a level (trace, debug, info, warn, error) or a tracing filter such as info,sqlx=warn",
             |v| {
-                tracing_subscriber::EnvFilter::try_new(v)
+                v.parse::<tracing_subscriber::filter::Targets>()
                     .ok()
                     .map(|_| v.to_string())
             },

@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
 /// Resolves with the name of the first SIGINT or SIGTERM (SIGINT only when the SIGTERM
 /// handler cannot be installed).
 pub(super) async fn shutdown_signal() -> &'static str {
@@ -24,16 +28,17 @@ pub(super) async fn shutdown_signal() -> &'static str {
 
 /// Installs the service logger: JSON lines when `json`, else human text on stderr.
 pub(super) fn init_service_logging(level: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // `Targets` (`info,kici_store=debug`) rather than `EnvFilter`, whose span and field
+    // filters the services never use but whose regex engine every process would map.
+    let filter: Targets = level
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
     let result = if json {
-        builder.json().try_init()
+        builder.json().finish().with(filter).try_init()
     } else {
         let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        builder.with_ansi(ansi).try_init()
+        builder.with_ansi(ansi).finish().with(filter).try_init()
     };
     if let Err(e) = result {
         eprintln!("warning: cannot set up logging: {e}");
