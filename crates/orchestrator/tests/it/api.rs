@@ -5,8 +5,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -15,7 +13,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use kici_engine::state::{Event, RunEvent, RunStatus, StepStatus};
 use kici_orchestrator::events::Change;
-use kici_orchestrator::lock_source::{BoxFuture, FetchError, Fetched, LocalFile, LockSource};
+use kici_orchestrator::lock_source::FetchError;
 use kici_orchestrator::{AppState, Sources};
 use kici_store::{
     JobStart, JobUpdate, LogChunk, NewAdminToken, NewJob, NewRun, RunUpdate, StepReport, Store,
@@ -23,7 +21,7 @@ use kici_store::{
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::harness::{self, LOCK, REPO, SECRET, TestDb, TestRepo, delivery, push_body};
+use crate::harness::{self, FlakyLock, LOCK, REPO, SECRET, TestDb, TestRepo, delivery, push_body};
 
 crate::harness::backend_tests!(in api;
     requests_without_a_valid_token_or_role_are_refused,
@@ -699,54 +697,17 @@ async fn sse_streams_job_log_and_end_events(db: &TestDb) {
     );
 }
 
-/// Lock reads that fail until `fail` is cleared, counting calls.
-struct Flaky {
-    inner: LocalFile,
-    fail: std::sync::atomic::AtomicBool,
-    fetches: AtomicUsize,
-}
-
-impl LockSource for Flaky {
-    fn fetch<'a>(
-        &'a self,
-        repo: &'a str,
-        sha: &'a str,
-    ) -> BoxFuture<'a, Result<Fetched, FetchError>> {
-        self.fetches.fetch_add(1, Ordering::SeqCst);
-        if self.fail.load(Ordering::SeqCst) {
-            return Box::pin(async {
-                Err(FetchError::Timeout {
-                    operation: "fetch",
-                    seconds: 30,
-                })
-            });
-        }
-        self.inner.fetch(repo, sha)
-    }
-    fn resolve<'a>(
-        &'a self,
-        repo: &'a str,
-        git_ref: &'a str,
-    ) -> BoxFuture<'a, Result<String, FetchError>> {
-        self.inner.resolve(repo, git_ref)
-    }
-    fn changed_files<'a>(
-        &'a self,
-        repo: &'a str,
-        base: &'a str,
-        head: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<String>, FetchError>> {
-        self.inner.changed_files(repo, base, head)
+/// A lock read that timed out.
+fn timeout_failure(_call: usize) -> FetchError {
+    FetchError::Timeout {
+        operation: "fetch",
+        seconds: 30,
     }
 }
 
 async fn dead_letters_are_listed_retried_and_replayed(db: &TestDb) {
     let repo = TestRepo::new();
-    let flaky = Arc::new(Flaky {
-        inner: LocalFile::new(&repo.base),
-        fail: true.into(),
-        fetches: AtomicUsize::new(0),
-    });
+    let flaky = FlakyLock::new(&repo, usize::MAX, timeout_failure);
     let state = harness::state_with(db.store(1).await, &repo.base, Some(flaky.clone()));
     let admin = token(state.store(), "admin").await;
     let (status, _) = harness::send(
@@ -789,9 +750,9 @@ async fn dead_letters_are_listed_retried_and_replayed(db: &TestDb) {
     assert_eq!(status, StatusCode::OK, "{retried}");
     assert_eq!(retried["status"], "pending");
     harness::drain(&state).await;
-    assert_eq!(flaky.fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(flaky.fetches(), 2);
 
-    flaky.fail.store(false, Ordering::SeqCst);
+    flaky.set_failing(0);
     let (status, replay) = call(
         &state,
         request(
@@ -947,11 +908,7 @@ async fn manual_dispatch_creates_a_run(db: &TestDb) {
 /// Counts fetches; the second delivery of the same commit must be served by the cache.
 async fn lock_cache_serves_the_second_delivery(db: &TestDb) {
     let repo = TestRepo::new();
-    let counting = Arc::new(Flaky {
-        inner: LocalFile::new(&repo.base),
-        fail: false.into(),
-        fetches: AtomicUsize::new(0),
-    });
+    let counting = FlakyLock::new(&repo, 0, timeout_failure);
     let state = harness::state_with(db.store(3).await, &repo.base, Some(counting.clone()));
     for id in ["cache-1", "cache-2"] {
         let (status, _) = harness::send(
@@ -967,11 +924,7 @@ async fn lock_cache_serves_the_second_delivery(db: &TestDb) {
         assert_eq!(status, StatusCode::ACCEPTED);
         harness::drain(&state).await;
     }
-    assert_eq!(
-        counting.fetches.load(Ordering::SeqCst),
-        1,
-        "second delivery hit the cache"
-    );
+    assert_eq!(counting.fetches(), 1, "second delivery hit the cache");
     assert_eq!(state.lock_cache().hits(), 1);
     assert_eq!(
         state.store().list_runs(None, None, 10).await.unwrap().len(),
@@ -979,7 +932,7 @@ async fn lock_cache_serves_the_second_delivery(db: &TestDb) {
     );
 
     // A failed fetch is never cached as an answer.
-    counting.fail.store(true, Ordering::SeqCst);
+    counting.set_failing(usize::MAX);
     let (_, _) = harness::send(
         &state,
         delivery(
@@ -991,7 +944,7 @@ async fn lock_cache_serves_the_second_delivery(db: &TestDb) {
     )
     .await;
     harness::drain(&state).await;
-    counting.fail.store(false, Ordering::SeqCst);
+    counting.set_failing(0);
     let (status, _) = harness::send(
         &state,
         delivery(
@@ -1006,7 +959,7 @@ async fn lock_cache_serves_the_second_delivery(db: &TestDb) {
     harness::drain(&state).await;
     // cache-3 failed (1 fetch, retried up to the budget), cache-4 fetched again: no lock at
     // `first` is "no lock", not cached either.
-    assert!(counting.fetches.load(Ordering::SeqCst) >= 3);
+    assert!(counting.fetches() >= 3);
     assert_eq!(
         state.lock_cache().len(),
         1,

@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use kici_engine::protocol::Secret;
-use kici_orchestrator::lock_source::{LocalFile, LockSource};
+use kici_orchestrator::lock_source::{BoxFuture, FetchError, Fetched, LocalFile, LockSource};
 use kici_orchestrator::{
     AppState, Config, LockSourceConfig, Source, SourceConfig, SourceKind, Sources,
 };
@@ -301,4 +302,73 @@ pub async fn drain(state: &AppState) -> usize {
         assert!(n < 100, "inbox never drained");
     }
     n
+}
+
+/// A lock reader over a [`TestRepo`] whose next fetches fail (with the error `failure` makes
+/// from the call's index) while failures are left; counts every fetch.
+pub struct FlakyLock {
+    inner: LocalFile,
+    /// Failures left; `usize::MAX`: every fetch fails until [`FlakyLock::set_failing`].
+    failing: AtomicUsize,
+    fetches: AtomicUsize,
+    failure: fn(usize) -> FetchError,
+}
+
+impl FlakyLock {
+    pub fn new(repo: &TestRepo, failing: usize, failure: fn(usize) -> FetchError) -> Arc<Self> {
+        Arc::new(FlakyLock {
+            inner: LocalFile::new(&repo.base),
+            failing: AtomicUsize::new(failing),
+            fetches: AtomicUsize::new(0),
+            failure,
+        })
+    }
+
+    pub fn set_failing(&self, failing: usize) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+impl LockSource for FlakyLock {
+    fn fetch<'a>(
+        &'a self,
+        repo: &'a str,
+        sha: &'a str,
+    ) -> BoxFuture<'a, Result<Fetched, FetchError>> {
+        let call = self.fetches.fetch_add(1, Ordering::SeqCst);
+        let fails = self
+            .failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| match left {
+                0 => None,
+                usize::MAX => Some(usize::MAX),
+                n => Some(n - 1),
+            })
+            .is_ok();
+        if fails {
+            let error = (self.failure)(call);
+            return Box::pin(async move { Err(error) });
+        }
+        self.inner.fetch(repo, sha)
+    }
+
+    fn resolve<'a>(
+        &'a self,
+        repo: &'a str,
+        git_ref: &'a str,
+    ) -> BoxFuture<'a, Result<String, FetchError>> {
+        self.inner.resolve(repo, git_ref)
+    }
+
+    fn changed_files<'a>(
+        &'a self,
+        repo: &'a str,
+        base: &'a str,
+        head: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, FetchError>> {
+        self.inner.changed_files(repo, base, head)
+    }
 }

@@ -1,16 +1,15 @@
 //! The behaviour suite; each function runs on both backends (see `harness::backend_tests`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use kici_engine::state::State;
-use kici_orchestrator::lock_source::{BoxFuture, FetchError, Fetched, LocalFile, LockSource};
+use kici_orchestrator::lock_source::FetchError;
 use kici_store::{InboxStatus, Store};
 use serde_json::Value;
 
-use crate::harness::{SECRET, TestDb, TestRepo, delivery, drain, push_body, send, state_with};
+use crate::harness::{
+    FlakyLock, SECRET, TestDb, TestRepo, delivery, drain, push_body, send, state_with,
+};
 
 async fn runs(store: &Store) -> Vec<kici_store::Run> {
     store.list_runs(None, None, 200).await.expect("list runs")
@@ -279,61 +278,18 @@ pub async fn redelivery_answers_duplicate_and_starts_nothing(db: &TestDb) {
     assert_eq!(runs_len(state.store()).await, 1);
 }
 
-/// Fails the first `failures` fetches, then reads from disk.
-struct Flaky {
-    inner: LocalFile,
-    failures: usize,
-    calls: AtomicUsize,
-}
-
-impl LockSource for Flaky {
-    fn fetch<'a>(
-        &'a self,
-        repo: &'a str,
-        sha: &'a str,
-    ) -> BoxFuture<'a, Result<Fetched, FetchError>> {
-        let call = self.calls.fetch_add(1, Ordering::SeqCst);
-        if call < self.failures {
-            return Box::pin(async move {
-                Err(FetchError::Git {
-                    operation: "ls-tree",
-                    dir: repo.to_string(),
-                    message: format!("simulated failure {call}"),
-                })
-            });
-        }
-        self.inner.fetch(repo, sha)
+/// A failing `git ls-tree`, as a lock read on a broken checkout fails.
+fn git_failure(call: usize) -> FetchError {
+    FetchError::Git {
+        operation: "ls-tree",
+        dir: "repo".to_string(),
+        message: format!("simulated failure {call}"),
     }
-
-    fn resolve<'a>(
-        &'a self,
-        repo: &'a str,
-        git_ref: &'a str,
-    ) -> BoxFuture<'a, Result<String, FetchError>> {
-        self.inner.resolve(repo, git_ref)
-    }
-
-    fn changed_files<'a>(
-        &'a self,
-        repo: &'a str,
-        base: &'a str,
-        head: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<String>, FetchError>> {
-        self.inner.changed_files(repo, base, head)
-    }
-}
-
-fn flaky(repo: &TestRepo, failures: usize) -> Arc<Flaky> {
-    Arc::new(Flaky {
-        inner: LocalFile::new(&repo.base),
-        failures,
-        calls: AtomicUsize::new(0),
-    })
 }
 
 pub async fn lock_fetch_errors_are_retried_then_succeed(db: &TestDb) {
     let repo = TestRepo::new();
-    let lock = flaky(&repo, 2);
+    let lock = FlakyLock::new(&repo, 2, git_failure);
     let state = state_with(db.store(8).await, &repo.base, Some(lock.clone()));
     let (_, text) = send(
         &state,
@@ -354,7 +310,7 @@ pub async fn lock_fetch_errors_are_retried_then_succeed(db: &TestDb) {
     assert_eq!(item.status, InboxStatus::Done);
     assert_eq!(item.attempts, 3);
     assert_eq!(item.outcome.as_deref(), Some("matched"));
-    assert_eq!(lock.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(lock.fetches(), 3);
     assert_eq!(runs_len(state.store()).await, 1);
     assert_eq!(state.metrics().processed("error"), 2);
 }
@@ -364,7 +320,7 @@ pub async fn lock_fetch_always_failing_dead_letters(db: &TestDb) {
     let state = state_with(
         db.store(3).await,
         &repo.base,
-        Some(flaky(&repo, usize::MAX)),
+        Some(FlakyLock::new(&repo, usize::MAX, git_failure)),
     );
     let body = push_body(&repo.first, &repo.head, "main");
     send(&state, delivery("push", "doomed", body.clone(), SECRET)).await;
