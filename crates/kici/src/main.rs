@@ -1,10 +1,7 @@
-//! The `kici` binary: parses argv, sets up output, and wires the library crates together.
-//! It does no work of its own beyond that; every behaviour lives in a library crate.
-
-mod cli;
+//! The `kici` binary: every role behind one command.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    cli::run()
+    kici::run()
 }

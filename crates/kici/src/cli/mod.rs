@@ -39,7 +39,7 @@ pub struct Cli {
 }
 
 /// Flags every author command understands.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct GlobalArgs {
     /// The KiCI directory (default: <git root>/.kici).
     #[arg(long, global = true, value_name = "PATH")]
@@ -131,6 +131,34 @@ pub fn run() -> ExitCode {
         Command::Version => version(&cli.global),
     };
     ExitCode::from(code)
+}
+
+/// KiCI agent: runs the orchestrator's jobs on this machine (`kici agent`, in a binary
+/// without the other roles).
+#[derive(Debug, Parser)]
+#[command(name = "kici-agent", version)]
+struct AgentOnlyCli {
+    #[command(flatten)]
+    args: agent::AgentArgs,
+}
+
+/// The `kici-agent` binary: `kici agent` without the other roles. Only the agent is reachable
+/// from here, so the linker leaves the orchestrator, the compiler and the rest of the command
+/// tree out — half the executable, half the resident memory of an idle agent.
+pub fn run_agent_only() -> ExitCode {
+    let cli = match AgentOnlyCli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    ExitCode::from(agent::run(&GlobalArgs::default(), &cli.args))
 }
 
 fn version(global: &GlobalArgs) -> u8 {

@@ -20,7 +20,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::support::{KICI, git_command};
+use crate::support::{KICI, KICI_AGENT, git_command};
 
 /// The repository every cluster serves, at `<repos>/acme/widgets`.
 pub const REPO: &str = "acme/widgets";
@@ -226,7 +226,12 @@ impl Drop for Proc {
 
 /// A `kici` command with a clean `KICI_*` environment and no user git configuration.
 pub fn kici_command(cwd: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(KICI);
+    program_command(KICI, cwd, args)
+}
+
+/// [`kici_command`] for another of the package's binaries.
+pub fn program_command(program: &str, cwd: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(program);
     command.args(args).current_dir(cwd);
     for (name, _) in std::env::vars_os() {
         if name.to_str().is_some_and(|n| n.starts_with("KICI_")) {
@@ -724,12 +729,28 @@ impl Cluster {
 
     /// Starts `kici agent` against `url` (the orchestrator or a proxy) with `token`.
     pub fn start_agent(&mut self, url: &str, token: &str, extra: &[(&str, &str)]) -> usize {
+        let command = kici_command(self.dir.path(), &["agent"]);
+        self.spawn_agent(command, url, token, extra)
+    }
+
+    /// Starts the agent-only binary `kici-agent`, configured like [`Cluster::start_agent`].
+    pub fn start_agent_alone(&mut self, url: &str, token: &str, extra: &[(&str, &str)]) -> usize {
+        let command = program_command(KICI_AGENT, self.dir.path(), &[]);
+        self.spawn_agent(command, url, token, extra)
+    }
+
+    fn spawn_agent(
+        &mut self,
+        mut command: Command,
+        url: &str,
+        token: &str,
+        extra: &[(&str, &str)],
+    ) -> usize {
         let id = format!("e2e-agent-{}", self.agents.len());
         let work = self.path(&format!("work/{id}"));
         let state = self.path(&format!("agent-state/{id}"));
         std::fs::create_dir_all(&work).expect("work dir");
         std::fs::create_dir_all(&state).expect("state dir");
-        let mut command = kici_command(self.dir.path(), &["agent"]);
         command
             .env("HOME", self.dir.path())
             .env("KICI_ORCHESTRATOR_URL", url)

@@ -18,6 +18,7 @@ on_both_backends!(
     webhook_survives_kill9_while_it_is_being_processed,
     signed_webhook_runs_needs_matrix_outputs_and_continue_on_error,
     matrix_job_outputs_reach_the_downstream_job,
+    the_agent_only_binary_runs_jobs_like_kici_agent,
     agent_killed_mid_step_fails_the_job_within_the_recovery_window,
     cut_connection_while_a_step_finishes_loses_no_log_line,
     orchestrator_killed_mid_job_and_restarted_completes_the_run,
@@ -390,6 +391,22 @@ export default workflow('matrix-outputs', { on: push({ branches: ['main'] }), jo
 /// give the `{byMatrix, merged}` envelope and the aggregate status (sdk.md §8, §12), as
 /// `kici run local` does.
 fn matrix_job_outputs_reach_the_downstream_job(backend: Backend) {
+    matrix_outputs_on(backend, AgentProgram::KiciAgent);
+}
+
+/// The same pipeline on `kici-agent`, the agent-only binary: the same agent, smaller.
+fn the_agent_only_binary_runs_jobs_like_kici_agent(backend: Backend) {
+    matrix_outputs_on(backend, AgentProgram::AgentAlone);
+}
+
+enum AgentProgram {
+    /// `kici agent`.
+    KiciAgent,
+    /// `kici-agent`.
+    AgentAlone,
+}
+
+fn matrix_outputs_on(backend: Backend, program: AgentProgram) {
     let Some(mut c) = cluster(backend) else {
         return;
     };
@@ -398,7 +415,10 @@ fn matrix_job_outputs_reach_the_downstream_job(backend: Backend) {
     c.add_signed_local_source();
     let token = c.agent_token();
     let url = c.ws_url();
-    let agent = c.start_agent(&url, &token, &[]);
+    let agent = match program {
+        AgentProgram::KiciAgent => c.start_agent(&url, &token, &[]),
+        AgentProgram::AgentAlone => c.start_agent_alone(&url, &token, &[]),
+    };
     c.wait_for_agent(agent);
     assert_eq!(c.push_webhook(&sha, "d-matrix").0, 202);
     let run_id = c.wait_for_run(SHORT);

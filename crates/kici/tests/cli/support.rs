@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 /// The binary under test.
 pub const KICI: &str = env!("CARGO_BIN_EXE_kici");
+/// The agent-only binary (`kici agent` without the other roles).
+pub const KICI_AGENT: &str = env!("CARGO_BIN_EXE_kici-agent");
 
 /// How long one `kici` invocation may take before the test fails (generous: debug build on a
 /// loaded 2-core machine; the real figures are milliseconds).
@@ -255,7 +257,12 @@ pub struct Kici {
 
 impl Kici {
     pub fn new(cwd: &Path, args: &[&str]) -> Self {
-        let mut command = Command::new(KICI);
+        Self::program(KICI, cwd, args)
+    }
+
+    /// Another of the package's binaries (`KICI_AGENT`), run the same way.
+    pub fn program(program: &str, cwd: &Path, args: &[&str]) -> Self {
+        let mut command = Command::new(program);
         command
             .args(args)
             .current_dir(cwd)

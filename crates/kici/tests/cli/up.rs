@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use crate::support::{Repo, Running, wait_until};
+use crate::support::{KICI_AGENT, Kici, Repo, Running, wait_until};
 
 const PIPELINE: &str = r#"import { workflow, job, step, push } from '@kici-dev/sdk';
 
@@ -362,6 +362,56 @@ fn agent_refuses_a_missing_url_and_unknown_variables() {
         flagged.stdout
     );
     repo.cmd(&["agent", "--token", "x"]).run().expect(2);
+}
+
+/// `kici-agent` is `kici agent` alone: the same flags, settings and checks.
+#[test]
+fn the_agent_only_binary_takes_the_same_flags_and_settings() {
+    let repo = Repo::plain();
+    repo.write("agent-token", "kat_from_file\n");
+    let flags = [
+        "--check-config",
+        "--url",
+        "ws://10.0.0.9:4000/ws",
+        "--token-file",
+        "agent-token",
+        "--labels",
+        "gpu,linux",
+        "--id",
+        "same",
+    ];
+    let check = |out: Kici| {
+        out.env("KICI_MAX_CONCURRENT_JOBS", "3")
+            .env("KICI_WORK_DIR", "/tmp/kici-same-work")
+            .run()
+    };
+    let mut with_agent = vec!["agent"];
+    with_agent.extend(flags);
+    let kici = check(repo.cmd(&with_agent));
+    let alone = check(Kici::program(KICI_AGENT, repo.path(), &flags));
+    kici.expect(0);
+    alone.expect(0);
+    assert_eq!(
+        alone.stdout, kici.stdout,
+        "the same effective configuration"
+    );
+    assert!(alone.stdout.contains("gpu,linux") && !alone.stdout.contains("kat_from_file"));
+
+    Kici::program(KICI_AGENT, repo.path(), &["--check-config"])
+        .env_remove("KICI_ORCHESTRATOR_URL")
+        .env("KICI_LABLES", "x")
+        .run()
+        .expect(1)
+        .stderr_has("KICI_ORCHESTRATOR_URL is required")
+        .stderr_has("did you mean KICI_LABELS");
+    Kici::program(KICI_AGENT, repo.path(), &["--token", "x"])
+        .run()
+        .expect(2);
+    Kici::program(KICI_AGENT, repo.path(), &["--help"])
+        .run()
+        .expect(0)
+        .stdout_has("Usage: kici-agent [OPTIONS]")
+        .stdout_has("--token-file <PATH>");
 }
 
 #[test]
