@@ -483,6 +483,27 @@ mod tests {
     }
 
     #[test]
+    fn a_sha256_repository_is_checked_out_too() {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let source = scratch.path().join("source");
+        std::fs::create_dir_all(&source).expect("source");
+        git(&source, &["init", "-q", "--object-format=sha256"]);
+        std::fs::write(source.join("file.txt"), "first").expect("write");
+        git(&source, &["add", "."]);
+        git(
+            &source,
+            &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first"],
+        );
+        let sha = git(&source, &["rev-parse", "HEAD"]);
+        assert_eq!(sha.len(), 64);
+        let url = source.to_str().unwrap();
+        assert_eq!(clone_into(url, &sha, scratch.path()).expect("clone"), sha);
+        let ws = scratch.path().join("ws");
+        assert_eq!(git(&ws, &["rev-parse", "--show-object-format"]), "sha256");
+        assert_eq!(git(&ws, &["status", "--porcelain"]), "");
+    }
+
+    #[test]
     fn a_directory_that_is_no_repository_fails_with_gits_reason() {
         let scratch = tempfile::tempdir().expect("tempdir");
         let empty = scratch.path().join("empty");

@@ -96,17 +96,9 @@ pub mod exit {
 }
 
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse::<Cli>() {
         Ok(cli) => cli,
-        Err(error) => {
-            let code = if error.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
-            let _ = error.print();
-            return ExitCode::from(code);
-        }
+        Err(code) => return code,
     };
     if cli.global.version {
         return ExitCode::from(version(&cli.global));
@@ -146,19 +138,24 @@ struct AgentOnlyCli {
 /// from here, so the linker leaves the orchestrator, the compiler and the rest of the command
 /// tree out — half the executable, half the resident memory of an idle agent.
 pub fn run_agent_only() -> ExitCode {
-    let cli = match AgentOnlyCli::try_parse() {
-        Ok(cli) => cli,
-        Err(error) => {
-            let code = if error.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
-            let _ = error.print();
-            return ExitCode::from(code);
-        }
-    };
-    ExitCode::from(agent::run(&GlobalArgs::default(), &cli.args))
+    match parse::<AgentOnlyCli>() {
+        Ok(cli) => ExitCode::from(agent::run(&GlobalArgs::default(), &cli.args)),
+        Err(code) => code,
+    }
+}
+
+/// Parses argv; on `--help`/`--version` (exit 0) or a usage error (exit 2) prints clap's text
+/// and returns the exit code.
+fn parse<P: Parser>() -> Result<P, ExitCode> {
+    P::try_parse().map_err(|error| {
+        let code = if error.use_stderr() {
+            exit::USAGE
+        } else {
+            exit::OK
+        };
+        let _ = error.print();
+        ExitCode::from(code)
+    })
 }
 
 fn version(global: &GlobalArgs) -> u8 {
