@@ -184,15 +184,16 @@ fn seed_borrowing_repository(
     for dir in ["objects/info", "objects/pack", "refs/heads", "refs/tags"] {
         std::fs::create_dir_all(git.join(dir))?;
     }
-    // SHA-256 repositories need the extension, which needs format version 1.
-    let format = if sha.len() == 64 {
-        "\trepositoryformatversion = 1\n[extensions]\n\tobjectformat = sha256\n[core]\n"
+    // SHA-256 repositories need the object-format extension, which needs format version 1.
+    let (version, extensions) = if sha.len() == 64 {
+        ("1", "[extensions]\n\tobjectformat = sha256\n")
     } else {
-        "\trepositoryformatversion = 0\n"
+        ("0", "")
     };
     let config = format!(
-        "[core]\n{format}\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n\
-         [remote \"origin\"]\n\turl = {}\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n",
+        "[core]\n\trepositoryformatversion = {version}\n\tfilemode = true\n\tbare = false\n\
+         \tlogallrefupdates = true\n{extensions}[remote \"origin\"]\n\turl = {}\n\
+         \tfetch = +refs/heads/*:refs/remotes/origin/*\n",
         config_quoted(url)
     );
     std::fs::write(git.join("config"), config)?;
@@ -492,7 +493,15 @@ mod tests {
         git(&source, &["add", "."]);
         git(
             &source,
-            &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first"],
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                "first",
+            ],
         );
         let sha = git(&source, &["rev-parse", "HEAD"]);
         assert_eq!(sha.len(), 64);
