@@ -124,27 +124,6 @@ fn run_thread(
     };
     let ws = dir.path.join("ws");
     let tmp = dir.path.join("tmp");
-    if config.checkout_or_default() && !dispatch.repo_url.is_empty() {
-        let started = std::time::Instant::now();
-        let clone = CloneRequest {
-            repo_url: &dispatch.repo_url,
-            git_ref: &dispatch.git_ref,
-            sha: &dispatch.sha,
-            auth: dispatch.source_auth.as_ref(),
-        };
-        match clone_commit(&clone, &ws, &tmp) {
-            Ok(head) => {
-                tracing::info!(job_id = %dispatch.job_id, elapsed_ms = started.elapsed().as_millis() as u64, "checkout ready");
-                if dispatch.sha.is_empty() || dispatch.sha == "HEAD" {
-                    let _ = tx.send((dispatch.job_id.clone(), JobUpdate::Resolved { sha: head }));
-                }
-            }
-            Err(e) => return (failed(&config.name, e.to_string()), Some(Cleanup::dir(dir))),
-        }
-        if let Err(message) = verify_content_hash(&ws, dispatch) {
-            return (failed(&config.name, message), Some(Cleanup::dir(dir)));
-        }
-    }
     let req = build_request(dispatch, settings, &ws, &tmp);
     let sink: Arc<dyn LogSink> = Arc::new(ChannelSink {
         job_id: dispatch.job_id.clone(),
@@ -160,9 +139,40 @@ fn run_thread(
             return (failed(&config.name, error), Some(Cleanup::dir(dir)));
         }
     };
+    // The checkout runs on a thread of its own while the job's JavaScript engine starts
+    // (≈ 3 ms of set-up that needs no workspace); the workflow loads once it is ready.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let checkout = if config.checkout_or_default() && !dispatch.repo_url.is_empty() {
+        let job = dispatch.clone();
+        let (ws, tmp, tx) = (ws.clone(), tmp.clone(), tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("kici-checkout-{}", short(&dispatch.job_id)))
+            .spawn(move || {
+                let _ = ready_tx.send(checkout(&job, &ws, &tmp, &tx));
+            });
+        match spawned {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                let error = format!("cannot start the checkout: {e}");
+                return (failed(&config.name, error), Some(Cleanup::dir(dir)));
+            }
+        }
+    } else {
+        let _ = ready_tx.send(Ok(()));
+        None
+    };
+    let workspace_ready = async move {
+        ready_rx
+            .await
+            .unwrap_or_else(|_| Err("the checkout stopped without a result".to_string()))
+    };
     let local = tokio::task::LocalSet::new();
-    let result = local.block_on(&runtime, kici_executor::run_job(req, sink, cancel));
+    let result = local.block_on(
+        &runtime,
+        kici_executor::run_job_after(req, sink, cancel, workspace_ready),
+    );
     let cleanup = Cleanup {
+        checkout,
         local: Some(local),
         runtime: Some(runtime),
         tmp: Some(tmp),
@@ -171,8 +181,33 @@ fn run_thread(
     (result, Some(cleanup))
 }
 
+/// Fetches the dispatched commit into `ws` and checks the lock's content hash against it.
+fn checkout(
+    dispatch: &JobDispatch,
+    ws: &Path,
+    home: &Path,
+    tx: &mpsc::UnboundedSender<(String, JobUpdate)>,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let clone = CloneRequest {
+        repo_url: &dispatch.repo_url,
+        git_ref: &dispatch.git_ref,
+        sha: &dispatch.sha,
+        auth: dispatch.source_auth.as_ref(),
+    };
+    let head = clone_commit(&clone, ws, home).map_err(|e| e.to_string())?;
+    tracing::info!(job_id = %dispatch.job_id, elapsed_ms = started.elapsed().as_millis() as u64, "checkout ready");
+    if dispatch.sha.is_empty() || dispatch.sha == "HEAD" {
+        let _ = tx.send((dispatch.job_id.clone(), JobUpdate::Resolved { sha: head }));
+    }
+    verify_content_hash(ws, dispatch)
+}
+
 /// What a job leaves to tear down once its result is reported.
 struct Cleanup {
+    /// Joined before the directory goes: a job that failed before its workflow loaded may
+    /// still be checking out.
+    checkout: Option<std::thread::JoinHandle<()>>,
     local: Option<tokio::task::LocalSet>,
     runtime: Option<tokio::runtime::Runtime>,
     /// The job's `TMPDIR`, by which leftover processes are found.
@@ -183,6 +218,7 @@ struct Cleanup {
 impl Cleanup {
     fn dir(dir: JobDir) -> Cleanup {
         Cleanup {
+            checkout: None,
             local: None,
             runtime: None,
             tmp: None,
@@ -191,6 +227,9 @@ impl Cleanup {
     }
 
     fn run(mut self, job_id: &str) {
+        if let Some(checkout) = self.checkout.take() {
+            let _ = checkout.join();
+        }
         // Give SIGKILL escalations of the job's process groups a moment before the runtime
         // and the job directory go away.
         drop(self.local.take());

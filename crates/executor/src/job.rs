@@ -820,6 +820,18 @@ pub async fn run_job(
     sink: Arc<dyn LogSink>,
     cancel: watch::Receiver<Cancel>,
 ) -> JobResult {
+    run_job_after(req, sink, cancel, async { Ok(()) }).await
+}
+
+/// [`run_job`] in a workspace that is still being prepared: the JavaScript engine starts at
+/// once and the workflow loads when `workspace_ready` resolves; its error fails the job
+/// before any step.
+pub async fn run_job_after(
+    req: JobRequest,
+    sink: Arc<dyn LogSink>,
+    cancel: watch::Receiver<Cancel>,
+    workspace_ready: impl std::future::Future<Output = Result<(), String>>,
+) -> JobResult {
     let started = Instant::now();
     let masker = Masker::new(req.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
     let warnings: Vec<String> = masker.warnings().to_vec();
@@ -843,7 +855,7 @@ pub async fn run_job(
         }
     };
     let config = config_for(&req, tmp.clone());
-    let rt = match JobRuntime::start(&config, host.clone()).await {
+    let rt = match JobRuntime::start_after(&config, host.clone(), workspace_ready).await {
         Ok(rt) => rt,
         Err(f) => {
             result.error = Some(host.mask(&f.message));

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-pub use job::{run_job, workflow_hook, workflow_rules};
+pub use job::{run_job, run_job_after, workflow_hook, workflow_rules};
 pub use junit::{SkipReason, Status};
 pub use kici_runtime::job::LogStream;
 

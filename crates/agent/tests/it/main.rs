@@ -456,7 +456,10 @@ async fn the_clone_token_never_leaks_through_a_fetch_either() {
 
 async fn clone_token_never_leaks(file_url: bool) {
     use base64::Engine as _;
-    let repo = Repo::new(SHOW_CONFIG);
+    let mut repo = Repo::new(SHOW_CONFIG);
+    // A local checkout is one `git checkout` of a few milliseconds, too short for the
+    // /proc scan to be sure to see it; thousands of files make it last.
+    repo.commit_files(3000);
     let secret = "ghs_CloneTokenThatMustNotLeak42";
     let basic =
         base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{secret}"));

@@ -77,6 +77,18 @@ impl Repo {
         self.sha = git(self.dir.path(), &["rev-parse", "HEAD"]);
     }
 
+    /// Commits `count` small files, so that checking the commit out takes a while.
+    pub fn commit_files(&mut self, count: usize) {
+        let dir = self.dir.path().join("bulk");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for i in 0..count {
+            std::fs::write(dir.join(format!("f{i}.txt")), format!("{i}\n")).expect("write");
+        }
+        git(self.dir.path(), &["add", "-A"]);
+        git(self.dir.path(), &["commit", "-q", "-m", "bulk"]);
+        self.sha = git(self.dir.path(), &["rev-parse", "HEAD"]);
+    }
+
     pub fn url(&self) -> String {
         self.dir.path().to_string_lossy().into_owned()
     }

@@ -2,7 +2,7 @@
 
 use kici_executor::Status;
 
-use crate::support::{Workspace, run};
+use crate::support::{Workspace, run, run_after};
 
 #[test]
 fn hello_world_step_output_reaches_the_sink() {
@@ -27,6 +27,43 @@ fn hello_world_step_output_reaches_the_sink() {
     assert!(lines.contains(&"say|from log".to_string()), "{lines:?}");
     assert!(lines.contains(&"say|from console".to_string()), "{lines:?}");
     assert_eq!(result.outputs["say"], serde_json::json!({"n": 1}));
+}
+
+const HELLO: &str = "import { workflow, job, step, push } from '@kici-dev/sdk';\n\
+     export default workflow('hello', { on: push(), jobs: [job('greet', { runsOn: 'x', steps: [\n\
+       step('say', async ({ log }) => { log.info('hello'); }),\n\
+     ] })] });\n";
+
+/// The agent checks out while the engine starts: the workflow file appears only when the
+/// workspace is ready, and the job still loads it.
+#[test]
+fn the_workflow_loads_once_the_workspace_is_ready() {
+    let ws = Workspace::new("");
+    let entry = ws.dir.path().join(".kici/workflows/w.ts");
+    std::fs::remove_file(&entry).expect("no workflow yet");
+    let ready = async move {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        std::fs::write(&entry, HELLO).map_err(|e| e.to_string())
+    };
+    let (result, rec) = run_after(ws.request("hello", "greet"), ready);
+    assert_eq!(result.status, Status::Success, "{result:?}");
+    assert_eq!(rec.lines(), vec!["say|hello".to_string()]);
+}
+
+/// A workspace that cannot be prepared (a failed clone, lock drift) fails the job with its
+/// reason and runs nothing.
+#[test]
+fn a_workspace_that_fails_to_prepare_fails_the_job_before_any_step() {
+    let ws = Workspace::new(HELLO);
+    let ready = async { Err("clone failed: repository not found".to_string()) };
+    let (result, rec) = run_after(ws.request("hello", "greet"), ready);
+    assert_eq!(result.status, Status::Failed);
+    assert_eq!(
+        result.error.as_deref(),
+        Some("clone failed: repository not found")
+    );
+    assert!(rec.lines().is_empty(), "{:?}", rec.lines());
+    assert!(result.steps.is_empty(), "{:?}", result.steps);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use kici_executor::{Cancel, JobEvent, JobRequest, JobResult, LogSink, run_job};
+use kici_executor::{Cancel, JobEvent, JobRequest, JobResult, LogSink, run_job, run_job_after};
 use tokio::sync::watch;
 
 #[derive(Default)]
@@ -93,5 +93,21 @@ pub fn run_with_cancel(
         }
         run_job(req, sink, rx).await
     });
+    (result, recorder)
+}
+
+/// Runs the job with [`run_job_after`]: the workflow loads once `ready` resolves.
+pub fn run_after(
+    req: JobRequest,
+    ready: impl std::future::Future<Output = Result<(), String>>,
+) -> (JobResult, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let sink: Arc<dyn LogSink> = recorder.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (_tx, rx) = watch::channel(Cancel::None);
+    let result = rt.block_on(run_job_after(req, sink, rx, ready));
     (result, recorder)
 }

@@ -235,6 +235,17 @@ impl JobRuntime {
     /// Starts a runtime, loads the entry file and finds the job. Module top-level output goes
     /// to [`PREPARE_SCOPE`].
     pub async fn start(config: &JobConfig, host: Arc<dyn JobHost>) -> Result<Self, JsFailure> {
+        Self::start_after(config, host, async { Ok(()) }).await
+    }
+
+    /// [`JobRuntime::start`] for a workspace that is still being prepared: the engine and its
+    /// globals are set up at once, and the entry file is loaded only when `workspace_ready`
+    /// resolves (an agent overlaps the two with the checkout). Its error fails the start.
+    pub async fn start_after(
+        config: &JobConfig,
+        host: Arc<dyn JobHost>,
+        workspace_ready: impl std::future::Future<Output = Result<(), String>>,
+    ) -> Result<Self, JsFailure> {
         let engine =
             |e: JsError| JsFailure::new(format!("cannot start the JavaScript engine: {e}"));
         let runtime = AsyncRuntime::new().map_err(engine)?;
@@ -273,6 +284,7 @@ impl JobRuntime {
                 .await
         };
         setup.map_err(engine)?;
+        workspace_ready.await.map_err(JsFailure::new)?;
 
         let absolute = config
             .workspace
