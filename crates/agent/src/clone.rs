@@ -367,14 +367,18 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// A repository with two commits; returns the first one's id.
-    fn source_repo(dir: &Path) -> String {
-        git(dir, &["init", "-q", "-b", "main"]);
+    /// A repository `<scratch>/<name>` with two commits in `object_format` (`sha1`,
+    /// `sha256`); returns its path and the first commit's id.
+    fn source_repo(scratch: &Path, name: &str, object_format: &str) -> (PathBuf, String) {
+        let dir = scratch.join(name);
+        std::fs::create_dir_all(&dir).expect("source dir");
+        let format = format!("--object-format={object_format}");
+        git(&dir, &["init", "-q", "-b", "main", &format]);
         let commit = |message: &str| {
             std::fs::write(dir.join("file.txt"), message).expect("write");
-            git(dir, &["add", "."]);
+            git(&dir, &["add", "."]);
             git(
-                dir,
+                &dir,
                 &[
                     "-c",
                     "user.name=t",
@@ -385,11 +389,11 @@ mod tests {
                     message,
                 ],
             );
-            git(dir, &["rev-parse", "HEAD"])
+            git(&dir, &["rev-parse", "HEAD"])
         };
         let first = commit("first");
         commit("second");
-        first
+        (dir, first)
     }
 
     fn clone_into(url: &str, sha: &str, scratch: &Path) -> Result<String, CloneError> {
@@ -423,9 +427,8 @@ mod tests {
     #[test]
     fn a_local_work_tree_is_checked_out_at_the_pinned_commit() {
         let scratch = tempfile::tempdir().expect("tempdir");
-        let source = scratch.path().join("source with \"quotes\" \\ and spaces");
-        std::fs::create_dir_all(&source).expect("source");
-        let sha = source_repo(&source);
+        let name = "source with \"quotes\" \\ and spaces";
+        let (source, sha) = source_repo(scratch.path(), name, "sha1");
         let url = source.to_str().expect("utf-8 path");
         assert_eq!(clone_into(url, &sha, scratch.path()).expect("clone"), sha);
         let ws = scratch.path().join("ws");
@@ -442,9 +445,7 @@ mod tests {
     #[test]
     fn bare_repositories_and_linked_worktrees_lend_their_objects_too() {
         let scratch = tempfile::tempdir().expect("tempdir");
-        let source = scratch.path().join("source");
-        std::fs::create_dir_all(&source).expect("source");
-        let sha = source_repo(&source);
+        let (source, sha) = source_repo(scratch.path(), "source", "sha1");
         let bare = scratch.path().join("bare.git");
         git(
             scratch.path(),
@@ -486,24 +487,7 @@ mod tests {
     #[test]
     fn a_sha256_repository_is_checked_out_too() {
         let scratch = tempfile::tempdir().expect("tempdir");
-        let source = scratch.path().join("source");
-        std::fs::create_dir_all(&source).expect("source");
-        git(&source, &["init", "-q", "--object-format=sha256"]);
-        std::fs::write(source.join("file.txt"), "first").expect("write");
-        git(&source, &["add", "."]);
-        git(
-            &source,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "-qm",
-                "first",
-            ],
-        );
-        let sha = git(&source, &["rev-parse", "HEAD"]);
+        let (source, sha) = source_repo(scratch.path(), "source", "sha256");
         assert_eq!(sha.len(), 64);
         let url = source.to_str().unwrap();
         assert_eq!(clone_into(url, &sha, scratch.path()).expect("clone"), sha);
@@ -526,9 +510,7 @@ mod tests {
     #[test]
     fn a_commit_the_repository_lacks_is_a_clear_failure() {
         let scratch = tempfile::tempdir().expect("tempdir");
-        let source = scratch.path().join("source");
-        std::fs::create_dir_all(&source).expect("source");
-        source_repo(&source);
+        let (source, _) = source_repo(scratch.path(), "source", "sha1");
         let missing = "0123456789abcdef0123456789abcdef01234567";
         let error = clone_into(source.to_str().unwrap(), missing, scratch.path()).unwrap_err();
         assert!(error.to_string().contains(missing), "{error}");
