@@ -375,6 +375,21 @@ fn manifests_are_tidy() {
             violations.push(format!("{shown}: add `[lints]` with `workspace = true`"));
         }
         let targets = package["targets"].as_array().expect("targets");
+        let binaries = targets
+            .iter()
+            .filter(|t| {
+                t["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "bin"))
+            })
+            .count();
+        // Without it `cargo run -p <package>` (the README's main command) refuses to guess.
+        if binaries > 1 && package["default_run"].is_null() {
+            violations.push(format!(
+                "{shown}: {name} has {binaries} binaries; name the one `cargo run` runs with \
+                 `default-run` in [package]"
+            ));
+        }
         for target in targets {
             let kinds: Vec<&str> = target["kind"]
                 .as_array()
