@@ -23,6 +23,7 @@ use kici_engine::protocol::{
     StepSkipReason, StepState, StepStatusData, StepStatusReport, StepType, TimeoutReason,
 };
 use kici_executor::request::{self, JobSpec};
+use kici_executor::workspace;
 use kici_executor::{Cancel, JobEvent, JobResult, LogSink, SkipReason, Status, StepResult};
 
 use crate::clone::{CloneRequest, clone_commit};
@@ -308,42 +309,20 @@ pub(crate) const STALE_JOB_DIR_AGE: Duration = Duration::from_secs(24 * 60 * 60)
 /// Returns how many were removed. A running job's directory is never that old: it is
 /// created fresh for every dispatch.
 pub(crate) fn sweep_stale_job_dirs(work_dir: &Path, max_age: Duration) -> usize {
-    let Ok(entries) = std::fs::read_dir(work_dir) else {
-        return 0;
-    };
-    let now = std::time::SystemTime::now();
     let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            continue;
-        };
-        if !name.starts_with("kici-") {
-            continue;
-        }
-        // `symlink_metadata`: a link is never followed out of the work directory.
-        let Ok(meta) = entry.path().symlink_metadata() else {
-            continue;
-        };
-        let old = meta
-            .modified()
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .is_some_and(|age| age >= max_age);
-        if !old {
-            continue;
-        }
+    for (path, meta) in workspace::stale_entries(work_dir, "kici-", max_age) {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
         let result = if meta.is_dir() {
-            std::fs::remove_dir_all(entry.path())
+            workspace::force_remove_dir_all(&path)
         } else if meta.is_file() && name.starts_with("kici-outbox-") && name.ends_with(".spill") {
-            std::fs::remove_file(entry.path())
+            std::fs::remove_file(&path)
         } else {
             continue;
         };
         match result {
             Ok(()) => removed += 1,
             Err(error) => {
-                tracing::warn!(%error, path = %entry.path().display(), "removing a stale job directory failed");
+                tracing::warn!(%error, path = %path.display(), "removing a stale job directory failed");
             }
         }
     }
@@ -533,7 +512,7 @@ impl JobDir {
 
 impl Drop for JobDir {
     fn drop(&mut self) {
-        if let Err(error) = std::fs::remove_dir_all(&self.path) {
+        if let Err(error) = workspace::force_remove_dir_all(&self.path) {
             tracing::warn!(%error, path = %self.path.display(), "removing the job directory failed");
         }
     }

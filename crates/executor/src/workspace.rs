@@ -327,33 +327,36 @@ impl Drop for Workspace {
     }
 }
 
-/// Deletes isolated checkouts (`kici-run-*`) in `parent` last modified more than `max_age`
+/// Deletes isolated checkouts (`kici-run-*`) in `parent` last modified at least `max_age`
 /// ago. Returns how many were removed; failures to remove one are skipped (another run may
 /// still be using it, or it belongs to another user).
 pub fn cleanup_stale(parent: &Path, max_age: Duration) -> usize {
+    stale_entries(parent, DIR_PREFIX, max_age)
+        .into_iter()
+        .filter(|(path, meta)| meta.is_dir() && force_remove_dir_all(path).is_ok())
+        .count()
+}
+
+/// The entries of `parent` named `<prefix>…` whose own modification time (a symlink is not
+/// followed) is at least `max_age` ago: what a crashed run or agent left behind.
+pub fn stale_entries(
+    parent: &Path,
+    prefix: &str,
+    max_age: Duration,
+) -> Vec<(PathBuf, std::fs::Metadata)> {
     let Ok(entries) = std::fs::read_dir(parent) else {
-        return 0;
+        return Vec::new();
     };
     let now = SystemTime::now();
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name.as_bytes().starts_with(DIR_PREFIX.as_bytes()) {
-            continue;
-        }
-        let Ok(meta) = entry.path().symlink_metadata() else {
-            continue;
-        };
-        let old = meta
-            .modified()
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .is_some_and(|age| age > max_age);
-        if meta.is_dir() && old && force_remove_dir_all(&entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
+    entries
+        .flatten()
+        .filter(|entry| entry.file_name().as_bytes().starts_with(prefix.as_bytes()))
+        .filter_map(|entry| {
+            let meta = entry.path().symlink_metadata().ok()?;
+            let age = now.duration_since(meta.modified().ok()?).ok()?;
+            (age >= max_age).then(|| (entry.path(), meta))
+        })
+        .collect()
 }
 
 fn resolve_head(root: &Path) -> Result<String, WorkspaceError> {
@@ -581,7 +584,9 @@ fn make_parents(dest: &Path, rel: &Path) -> io::Result<()> {
 
 /// `remove_dir_all` that also copes with read-only directories left by tools (Go's module
 /// cache, for instance), which a plain `remove_dir_all` cannot empty.
-fn force_remove_dir_all(path: &Path) -> io::Result<()> {
+/// `remove_dir_all` that also removes what a job made read-only (a Go module cache, say);
+/// a path already gone is success.
+pub fn force_remove_dir_all(path: &Path) -> io::Result<()> {
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

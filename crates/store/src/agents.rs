@@ -231,15 +231,7 @@ impl Store {
             .bind(before)
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(StaleJob {
-                        job_id: r.text("job_id")?,
-                        run_id: r.text("run_id")?,
-                        agent_id: r.opt_text("agent_id")?,
-                    })
-                })
-                .collect()
+            rows.iter().map(stale_job).collect()
         })
     }
 
@@ -250,7 +242,7 @@ impl Store {
     pub async fn stale_acked_dispatches(&self, before: i64) -> Result<Vec<StaleJob>> {
         on_reader!(self, |pool| {
             let rows = sqlx::query(
-                "SELECT q.id, q.run_id, q.agent_id FROM dispatch_queue q JOIN execution_jobs j ON j.job_id = q.id
+                "SELECT q.id AS job_id, q.run_id, q.agent_id FROM dispatch_queue q JOIN execution_jobs j ON j.job_id = q.id
                  WHERE q.status = 'dispatched' AND q.ack_deadline IS NULL AND j.status = 'queued'
                    AND q.dispatched_at IS NOT NULL AND q.dispatched_at < $1
                  ORDER BY q.dispatched_at, q.id",
@@ -258,15 +250,7 @@ impl Store {
             .bind(before)
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(StaleJob {
-                        job_id: r.text("id")?,
-                        run_id: r.text("run_id")?,
-                        agent_id: r.opt_text("agent_id")?,
-                    })
-                })
-                .collect()
+            rows.iter().map(stale_job).collect()
         })
     }
 
@@ -318,4 +302,12 @@ impl Store {
             Ok(moved)
         })
     }
+}
+
+fn stale_job(row: &impl RowExt) -> Result<StaleJob> {
+    Ok(StaleJob {
+        job_id: row.text("job_id")?,
+        run_id: row.text("run_id")?,
+        agent_id: row.opt_text("agent_id")?,
+    })
 }

@@ -733,6 +733,18 @@ impl Cluster {
         self.spawn_agent(command, url, token, extra)
     }
 
+    /// Starts the orchestrator with the signed local source and one connected `kici agent`
+    /// (with `extra` variables); returns the agent's index.
+    pub fn start_with_agent(&mut self, extra: &[(&str, &str)]) -> usize {
+        self.start();
+        self.add_signed_local_source();
+        let token = self.agent_token();
+        let url = self.ws_url();
+        let agent = self.start_agent(&url, &token, extra);
+        self.wait_for_agent(agent);
+        agent
+    }
+
     /// Starts the agent-only binary `kici-agent`, configured like [`Cluster::start_agent`].
     pub fn start_agent_alone(&mut self, url: &str, token: &str, extra: &[(&str, &str)]) -> usize {
         let command = program_command(KICI_AGENT, self.dir.path(), &[]);

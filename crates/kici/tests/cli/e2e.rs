@@ -272,12 +272,7 @@ fn signed_webhook_runs_needs_matrix_outputs_and_continue_on_error(backend: Backe
         return;
     };
     let sha = c.create_repo(PIPELINE, &[]);
-    c.start();
-    c.add_signed_local_source();
-    let token = c.agent_token();
-    let url = c.ws_url();
-    let agent = c.start_agent(&url, &token, &[("KICI_MAX_CONCURRENT_JOBS", "2")]);
-    c.wait_for_agent(agent);
+    c.start_with_agent(&[("KICI_MAX_CONCURRENT_JOBS", "2")]);
 
     // A wrong signature is refused and stores nothing.
     let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
@@ -448,12 +443,7 @@ fn agent_killed_mid_step_fails_the_job_within_the_recovery_window(backend: Backe
     let script = format!("echo STARTED; MARK={} sleep 300", c.marker);
     let sha = c.create_repo(&one_step_workflow(&script), &[]);
     c.orchestrator_env("KICI_AGENT_MAX_RECONNECT_DELAY_MS", "1000");
-    c.start();
-    c.add_signed_local_source();
-    let token = c.agent_token();
-    let url = c.ws_url();
-    let agent = c.start_agent(&url, &token, &[]);
-    c.wait_for_agent(agent);
+    let agent = c.start_with_agent(&[]);
     assert_eq!(c.push_webhook(&sha, "d-kill-agent").0, 202);
     let run_id = c.wait_for_run(SHORT);
     wait_for_log_line(&c, &run_id, "STARTED");
@@ -540,12 +530,7 @@ fn orchestrator_killed_mid_job_and_restarted_completes_the_run(backend: Backend)
         &[],
     );
     c.orchestrator_env("KICI_AGENT_MAX_RECONNECT_DELAY_MS", "15000");
-    c.start();
-    c.add_signed_local_source();
-    let token = c.agent_token();
-    let url = c.ws_url();
-    let agent = c.start_agent(&url, &token, &[]);
-    c.wait_for_agent(agent);
+    c.start_with_agent(&[]);
     assert_eq!(c.push_webhook(&sha, "d-kill-orch").0, 202);
     let run_id = c.wait_for_run(SHORT);
     wait_for_log_line(&c, &run_id, "BEFORE-CRASH");
@@ -576,19 +561,10 @@ fn agent_sigterm_cancels_the_job_and_leaves_no_process(backend: Backend) {
         m = c.marker
     );
     let sha = c.create_repo(&one_step_workflow(&script), &[]);
-    c.start();
-    c.add_signed_local_source();
-    let token = c.agent_token();
-    let url = c.ws_url();
-    let agent = c.start_agent(
-        &url,
-        &token,
-        &[
-            ("KICI_AGENT_SHUTDOWN_GRACE_MS", "1000"),
-            ("KICI_AGENT_SHUTDOWN_CANCEL_MS", "8000"),
-        ],
-    );
-    c.wait_for_agent(agent);
+    let agent = c.start_with_agent(&[
+        ("KICI_AGENT_SHUTDOWN_GRACE_MS", "1000"),
+        ("KICI_AGENT_SHUTDOWN_CANCEL_MS", "8000"),
+    ]);
     assert_eq!(c.push_webhook(&sha, "d-sigterm").0, 202);
     let run_id = c.wait_for_run(SHORT);
     wait_for_log_line(&c, &run_id, "GO");
@@ -621,12 +597,7 @@ fn agent_sigusr1_drains_the_job_and_leaves_no_process(backend: Backend) {
     };
     let script = format!("echo GO; MARK={} sleep 2; echo DRAINED", c.marker);
     let sha = c.create_repo(&one_step_workflow(&script), &[]);
-    c.start();
-    c.add_signed_local_source();
-    let token = c.agent_token();
-    let url = c.ws_url();
-    let agent = c.start_agent(&url, &token, &[]);
-    c.wait_for_agent(agent);
+    let agent = c.start_with_agent(&[]);
     assert_eq!(c.push_webhook(&sha, "d-sigusr1").0, 202);
     let run_id = c.wait_for_run(SHORT);
     wait_for_log_line(&c, &run_id, "GO");

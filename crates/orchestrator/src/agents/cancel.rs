@@ -323,17 +323,26 @@ pub(crate) async fn fail_fast_sibling(
 const FAIL_FAST: &str = "fail_fast";
 
 fn send_cancel(state: &AppState, agent: &str, job: &Job, reason: &str, force: bool) {
-    let sent = state.agents().send(
-        agent,
-        OrchestratorMessage::JobCancel(JobCancel {
-            message_id: kici_store::new_id(),
-            run_id: job.run_id.clone(),
-            job_id: job.job_id.clone(),
-            reason: reason.to_string(),
-            force: force.then_some(true),
-        }),
-    );
+    let sent = state
+        .agents()
+        .send(agent, job_cancel(&job.run_id, &job.job_id, reason, force));
     if !sent {
         tracing::warn!(job = %job.job_id, agent, "job.cancel could not be queued for the agent");
     }
+}
+
+/// A `job.cancel` frame (`protocol.md` §8); `force` asks for SIGKILL without hooks.
+pub(super) fn job_cancel(
+    run_id: &str,
+    job_id: &str,
+    reason: &str,
+    force: bool,
+) -> OrchestratorMessage {
+    OrchestratorMessage::JobCancel(JobCancel {
+        message_id: kici_store::new_id(),
+        run_id: run_id.to_string(),
+        job_id: job_id.to_string(),
+        reason: reason.to_string(),
+        force: force.then_some(true),
+    })
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kici_engine::labels::JobLabels;
-use kici_engine::protocol::{AgentRegister, CloseCode, JobCancel, OrchestratorMessage, limits};
+use kici_engine::protocol::{AgentRegister, CloseCode, limits};
 use kici_engine::state::{Event, State};
 use kici_store::{JobUpdate, Requeue};
 use tokio_util::sync::CancellationToken;
@@ -315,13 +315,7 @@ fn cancel_unknown(state: &AppState, ctx: &AgentCtx, job_id: &str, run_id: &str) 
     tracing::warn!(agent = %ctx.agent_id, job = %job_id, "agent runs a job unknown to the orchestrator; force-cancelling it");
     state.agents().send(
         &ctx.agent_id,
-        OrchestratorMessage::JobCancel(JobCancel {
-            message_id: kici_store::new_id(),
-            run_id: run_id.to_string(),
-            job_id: job_id.to_string(),
-            reason: "job unknown to orchestrator".to_string(),
-            force: Some(true),
-        }),
+        super::cancel::job_cancel(run_id, job_id, "job unknown to orchestrator", true),
     );
 }
 
@@ -494,15 +488,10 @@ async fn stale(
     tracing::warn!(job = %job.job_id, agent = ?job.agent_id, reason, "job went stale");
     state.store().cancel_open_steps(&job.job_id, now).await?;
     if let Some(agent) = &job.agent_id {
+        // The agent is often gone by now; a frame that cannot be queued is no news.
         state.agents().send(
             agent,
-            OrchestratorMessage::JobCancel(JobCancel {
-                message_id: kici_store::new_id(),
-                run_id: job.run_id.clone(),
-                job_id: job.job_id.clone(),
-                reason: reason.to_string(),
-                force: Some(true),
-            }),
+            super::cancel::job_cancel(&job.run_id, &job.job_id, reason, true),
         );
     }
     Ok(())

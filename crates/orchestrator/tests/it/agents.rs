@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{SECRET, TestDb, TestRepo, config, delivery, push_body, send};
+use crate::harness::{SECRET, TestDb, TestRepo, ci_push_lock, config, delivery, push_body, send};
 
 crate::harness::backend_tests!(in agents;
     handshake_refuses_what_the_spec_refuses,
@@ -761,18 +761,9 @@ pub async fn unanswered_forced_cancel_ends_the_job_cancelled(db: &TestDb) {
 
 /// A lock whose `ci` workflow has one matrix `build` (four children, `failFast`,
 /// `maxParallel: 3`) and `after` needing it.
-const FAIL_FAST_LOCK: &str = r##"{
-  "schemaVersion": 29,
-  "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
-  "contentHash": "0000000000000000000000000000000000000000000000000000000000000000",
-  "workflows": [
-    {
-      "name": "ci",
-      "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
-      "contentHash": "1111111111111111111111111111111111111111111111111111111111111111",
-      "compileSchemaVersion": 5,
-      "triggers": [{"_type": "push", "branches": [{"type": "glob", "pattern": "main"}], "paths": []}],
-      "jobs": [
+fn fail_fast_lock() -> String {
+    ci_push_lock(
+        r#"
         {"_type": "static", "name": "build",
          "runsOn": [{"kind": "exact", "value": "kici:os:linux"}],
          "needs": [], "maxParallel": 3, "failFast": true,
@@ -780,25 +771,15 @@ const FAIL_FAST_LOCK: &str = r##"{
          "steps": [{"name": "compile", "hasOutputs": false}]},
         {"_type": "static", "name": "after", "needs": ["build"],
          "steps": [{"name": "report", "hasOutputs": false}]}
-      ]
-    }
-  ]
-}"##;
+"#,
+    )
+}
 
 /// A lock whose `ci` workflow has a matrix `spread` with `runsOnPick: any` and a matrix
 /// `det` with the default `deterministic` pick.
-const PICK_ANY_LOCK: &str = r##"{
-  "schemaVersion": 29,
-  "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
-  "contentHash": "0000000000000000000000000000000000000000000000000000000000000000",
-  "workflows": [
-    {
-      "name": "ci",
-      "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
-      "contentHash": "1111111111111111111111111111111111111111111111111111111111111111",
-      "compileSchemaVersion": 5,
-      "triggers": [{"_type": "push", "branches": [{"type": "glob", "pattern": "main"}], "paths": []}],
-      "jobs": [
+fn pick_any_lock() -> String {
+    ci_push_lock(
+        r#"
         {"_type": "static", "name": "spread",
          "runsOn": [{"kind": "exact", "value": "kici:os:linux"}], "runsOnPick": "any",
          "needs": [],
@@ -809,10 +790,9 @@ const PICK_ANY_LOCK: &str = r##"{
          "needs": [],
          "matrix": {"_type": "static", "values": {"shard": ["1", "2"]}},
          "steps": [{"name": "work", "hasOutputs": false}]}
-      ]
-    }
-  ]
-}"##;
+"#,
+    )
+}
 
 fn names(ds: &[Value]) -> Vec<String> {
     let mut names: Vec<String> = ds
@@ -908,7 +888,7 @@ pub async fn revoking_a_token_closes_its_agents_with_4010(db: &TestDb) {
 }
 
 pub async fn fail_fast_skips_and_cancels_matrix_siblings(db: &TestDb) {
-    let env = Env::start_with_lock(db, FAIL_FAST_LOCK, |_, _| {}).await;
+    let env = Env::start_with_lock(db, &fail_fast_lock(), |_, _| {}).await;
     let (mut agent, _) = env.agent("runner-01", json!({"maxConcurrency": 8})).await;
     let run_id = env.push().await;
     // maxParallel 3: the fourth child waits (wave-gated).
@@ -965,7 +945,7 @@ pub async fn fail_fast_skips_and_cancels_matrix_siblings(db: &TestDb) {
 }
 
 pub async fn runs_on_pick_any_spreads_over_agents(db: &TestDb) {
-    let env = Env::start_with_lock(db, PICK_ANY_LOCK, |_, _| {}).await;
+    let env = Env::start_with_lock(db, &pick_any_lock(), |_, _| {}).await;
     let (mut a, _) = env.agent("agent-a", json!({"maxConcurrency": 4})).await;
     let (mut b, _) = env.agent("agent-b", json!({"maxConcurrency": 4})).await;
     env.push().await;
@@ -1134,30 +1114,20 @@ pub async fn acknowledged_dispatch_that_never_starts_goes_stale(db: &TestDb) {
 }
 
 /// `prep`, then a matrix `build` (two children, `maxParallel: 1`) that needs it.
-const WAVE_LOCK: &str = r##"{
-  "schemaVersion": 29,
-  "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
-  "contentHash": "0000000000000000000000000000000000000000000000000000000000000000",
-  "workflows": [
-    {
-      "name": "ci",
-      "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
-      "contentHash": "1111111111111111111111111111111111111111111111111111111111111111",
-      "compileSchemaVersion": 5,
-      "triggers": [{"_type": "push", "branches": [{"type": "glob", "pattern": "main"}], "paths": []}],
-      "jobs": [
+fn wave_lock() -> String {
+    ci_push_lock(
+        r#"
         {"_type": "static", "name": "prep", "needs": [],
          "steps": [{"name": "setup", "hasOutputs": false}]},
         {"_type": "static", "name": "build", "needs": ["prep"], "maxParallel": 1,
          "matrix": {"_type": "static", "values": {"node": ["20", "22"]}},
          "steps": [{"name": "compile", "hasOutputs": false}]}
-      ]
-    }
-  ]
-}"##;
+"#,
+    )
+}
 
 pub async fn max_parallel_holds_downstream_of_needs(db: &TestDb) {
-    let env = Env::start_with_lock(db, WAVE_LOCK, |_, _| {}).await;
+    let env = Env::start_with_lock(db, &wave_lock(), |_, _| {}).await;
     let (mut agent, _) = env.agent("runner-01", json!({"maxConcurrency": 8})).await;
     let run_id = env.push().await;
     let prep = agent.recv_type("job.dispatch").await;

@@ -138,6 +138,27 @@ pub const LOCK: &str = r##"{
   ]
 }"##;
 
+/// A lock with one workflow, `ci` (push to main), whose `jobs` array holds `jobs` (JSON).
+pub fn ci_push_lock(jobs: &str) -> String {
+    format!(
+        r##"{{
+  "schemaVersion": 29,
+  "source": {{"file": ".kici/workflows/ci.ts", "export": "#default"}},
+  "contentHash": "{zeros}",
+  "workflows": [{{
+    "name": "ci",
+    "source": {{"file": ".kici/workflows/ci.ts", "export": "#default"}},
+    "contentHash": "{ones}",
+    "compileSchemaVersion": 5,
+    "triggers": [{{"_type": "push", "branches": [{{"type": "glob", "pattern": "main"}}], "paths": []}}],
+    "jobs": [{jobs}]
+  }}]
+}}"##,
+        zeros = "0".repeat(64),
+        ones = "1".repeat(64),
+    )
+}
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
